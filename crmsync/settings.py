@@ -120,6 +120,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "crmsync.context_processors.current_account",
+                "integrations.context_processors.connection_banners",
             ],
         },
     }

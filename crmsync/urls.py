@@ -7,4 +7,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
+    path("api/v1/", include("crmsync.api.urls")),
+    path("", include("crmsync.views.urls")),
+    path("", include("integrations.urls", namespace="integrations")),
 ]

@@ -17,3 +17,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; n
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
 JOBS_RUN_INLINE = True
+STATIC_ROOT = None  # tests serve static files from the finders; no collectstatic output is needed
+WHITENOISE_USE_FINDERS = True
