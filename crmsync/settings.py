@@ -7,6 +7,7 @@ from pathlib import Path
 import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
+from limits import parse_many
 
 from crmsync.env import env_bool, env_choice, env_int, env_list, env_parsed, env_str
 
@@ -178,7 +179,15 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Capsule CRM Sync <noreply@lo
 INGEST_MAX_EVENTS_PER_REQUEST = 500
 INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 2_000_000, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES
-API_KEY_RATE_LIMIT = env_str("API_KEY_RATE_LIMIT", "60000/minute")
+
+
+def _parse_rate(value: str) -> str:
+    parse_many(value)  # raises ValueError for text that is not a rate
+    return value
+
+
+# Checked here so a typo stops start-up instead of failing every API request.
+API_KEY_RATE_LIMIT = env_parsed("API_KEY_RATE_LIMIT", "60000/minute", _parse_rate, "a rate such as 60000/minute")
 
 # Jobs: RQ over Redis when REDIS_URL is set; otherwise jobs run in-process after commit.
 RQ_QUEUES = {
@@ -187,6 +196,13 @@ RQ_QUEUES = {
 }
 # Shorter than RQ's 10-minute default so a killed worker's jobs are recovered quickly.
 RQ_MAINTENANCE_INTERVAL = env_int("RQ_MAINTENANCE_INTERVAL", 60, minimum=5)
+
+# Sync engine: retries (exponential backoff with jitter) and batching.
+SYNC_RETRY_BASE_SECONDS = env_int("SYNC_RETRY_BASE_SECONDS", 30, minimum=1)
+SYNC_RETRY_MAX_SECONDS = env_int("SYNC_RETRY_MAX_SECONDS", 6 * 3600, minimum=1)
+SYNC_MAX_ATTEMPTS = env_int("SYNC_MAX_ATTEMPTS", 10, minimum=1)
+# Real time: how long a worker waits for more events of the same burst before flushing.
+SYNC_COALESCE_SECONDS = env_parsed("SYNC_COALESCE_SECONDS", 0.2, float, "a number of seconds")
 
 # Sandbox CRMs (loopback emulators) for the demo and tests; production turns them off.
 SANDBOX_ENABLED = env_bool("SANDBOX_ENABLED", DEBUG)

@@ -18,13 +18,41 @@ class ConnectionAdmin(admin.ModelAdmin):
     raw_id_fields = ("account", "created_by")
     # Credentials are never shown or edited here: no access/refresh token or webhook secret.
     fields = (
-        "account", "provider", "auth_kind", "status", "status_reason",
-        "crm_account_id", "crm_account_name", "crm_user_email", "api_base_url", "scopes", "token_expires_at",
-        "record_type", "sync_mode", "batch_schedule", "direction", "lead_creation", "score_threshold",
-        "activated_at", "created_by", "connected_at", "disconnected_at",
+        "account",
+        "provider",
+        "auth_kind",
+        "status",
+        "status_reason",
+        "crm_account_id",
+        "crm_account_name",
+        "crm_user_email",
+        "api_base_url",
+        "scopes",
+        "token_expires_at",
+        "record_type",
+        "sync_mode",
+        "batch_schedule",
+        "direction",
+        "lead_creation",
+        "score_threshold",
+        "activated_at",
+        "created_by",
+        "connected_at",
+        "disconnected_at",
     )
-    readonly_fields = ("provider", "auth_kind", "crm_account_id", "crm_account_name", "crm_user_email",
-                       "api_base_url", "scopes", "token_expires_at", "created_by", "connected_at", "disconnected_at")
+    readonly_fields = (
+        "provider",
+        "auth_kind",
+        "crm_account_id",
+        "crm_account_name",
+        "crm_user_email",
+        "api_base_url",
+        "scopes",
+        "token_expires_at",
+        "created_by",
+        "connected_at",
+        "disconnected_at",
+    )
     actions = ("pause", "resume", "disconnect_selected")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -32,8 +60,12 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
-        record("connection.changed_by_ops", request=request, obj=obj,
-               changes={name: str(form.cleaned_data.get(name)) for name in form.changed_data})
+        record(
+            "connection.changed_by_ops",
+            request=request,
+            obj=obj,
+            changes={name: str(form.cleaned_data.get(name)) for name in form.changed_data},
+        )
 
     @admin.action(description="Pause sync for the selected connections")
     def pause(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
@@ -56,3 +88,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         for connection in queryset.live():
             disconnect(connection, request=request)
         messages.success(request, "Disconnected.")
+
+
+# The sync engine's tables (outbox, runs, links) have their own admin module.
+from integrations import admin_sync  # noqa: E402, F401

@@ -7,6 +7,10 @@ class IntegrationsConfig(AppConfig):
 
     def ready(self) -> None:
         from crmsync import navigation
+        from crmsync.ingest import register_ingest_hook
         from integrations import checks  # noqa: F401 - registers the system checks
+        from integrations.sync.outbox import enqueue_for_events
 
         navigation.register("CRM connection", "integrations:connections", order=10)
+        # Outbox rows are written in the ingest transaction (DESIGN.md data flow).
+        register_ingest_hook(enqueue_for_events)

@@ -200,8 +200,13 @@ class Connector(ABC):
 
     spec: ClassVar[ProviderSpec]
 
-    def __init__(self, credentials: ConnectionCredentials, *, http: CrmHttp | None = None,
-                 settings: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        credentials: ConnectionCredentials,
+        *,
+        http: CrmHttp | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
         self.credentials = credentials
         self.settings = dict(settings or {})
         self.http = http or self.make_http(credentials)
@@ -223,6 +228,12 @@ class Connector(ABC):
             secrets=[credentials.access_token],
             **hooks,
         )
+
+    @classmethod
+    def rate_bucket(cls, method: str, url: str) -> str:
+        """Which limiter window a call counts against ("default", or e.g. "search" where the CRM
+        limits search separately)."""
+        return "default"
 
     @classmethod
     def error_message(cls, response: requests.Response) -> tuple[str, str]:

@@ -1,3 +1,43 @@
-from integrations.models.connection import AuthKind, Connection, ConnectionStatus, Direction, RecordType, SyncMode
+from integrations.models.connection import (
+    AuthKind,
+    BatchSchedule,
+    Connection,
+    ConnectionStatus,
+    Direction,
+    LeadCreation,
+    RecordType,
+    SyncMode,
+)
+from integrations.models.sync import (
+    CLAIMABLE_STATES,
+    OPEN_STATES,
+    LinkState,
+    OutboxItem,
+    OutboxKind,
+    OutboxState,
+    RecordLink,
+    RunMode,
+    RunState,
+    SyncRun,
+)
 
-__all__ = ["AuthKind", "Connection", "ConnectionStatus", "Direction", "RecordType", "SyncMode"]
+__all__ = [
+    "CLAIMABLE_STATES",
+    "OPEN_STATES",
+    "AuthKind",
+    "BatchSchedule",
+    "Connection",
+    "ConnectionStatus",
+    "Direction",
+    "LeadCreation",
+    "LinkState",
+    "OutboxItem",
+    "OutboxKind",
+    "OutboxState",
+    "RecordLink",
+    "RecordType",
+    "RunMode",
+    "RunState",
+    "SyncMode",
+    "SyncRun",
+]

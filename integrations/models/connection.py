@@ -87,6 +87,7 @@ class Connection(models.Model):
     lead_creation = models.CharField(max_length=20, choices=LeadCreation.choices, default=LeadCreation.ON_IDENTIFY)
     score_threshold = models.PositiveIntegerField(default=0)
     activated_at = models.DateTimeField(null=True, blank=True, help_text="When sync was switched on.")
+    last_batch_at = models.DateTimeField(null=True, blank=True, help_text="When the last batch window was taken.")
 
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     connected_at = models.DateTimeField(default=timezone.now)

@@ -30,8 +30,13 @@ class Command(BaseCommand):
         if not kinds:
             raise CommandError(f"{spec.label} connects only through OAuth; use the settings page")
         try:
-            connection = connect(account_obj, provider, TokenSet(access_token=token, api_base_url=api_url),
-                                 auth_kind=kinds[0], actor_label="cli connect_crm")
+            connection = connect(
+                account_obj,
+                provider,
+                TokenSet(access_token=token, api_base_url=api_url),
+                auth_kind=kinds[0],
+                actor_label="cli connect_crm",
+            )
         except CrmError as exc:
             raise CommandError(f"{spec.label} refused the token: {exc}") from None
         self.stdout.write(f"Connected to {connection.crm_account_name or connection.crm_account_id}")

@@ -1,0 +1,1 @@
+"""Admin for the sync engine tables: see the sync dashboard work."""

@@ -1,0 +1,87 @@
+"""Claiming due outbox rows so that two workers never hold the same row, and reaping leases.
+
+A claim is a short transaction: ``SELECT … FOR UPDATE SKIP LOCKED`` picks due rows no other
+worker is claiming, and they are marked in flight with a lease. The CRM calls happen outside any
+transaction. A worker killed mid-batch leaves rows whose lease runs out; the reaper returns them
+to pending, and because every CRM write is idempotent, sending them again duplicates nothing.
+(SQLite, the embedded default, has no SKIP LOCKED; it serialises writers instead.)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from integrations.models import CLAIMABLE_STATES, OutboxItem, OutboxState
+
+# Longer than one flush step (a batch call within the HTTP timeout and limiter waits), short
+# enough that work of a killed worker is picked up again within two minutes (with the sweep).
+LEASE = dt.timedelta(seconds=90)
+
+
+def claim(connection_id: int, worker_id: str, limit: int, *, kinds: Sequence[str] | None = None) -> list[OutboxItem]:
+    now = timezone.now()
+    with transaction.atomic():
+        due = OutboxItem.objects.filter(
+            connection_id=connection_id, state__in=CLAIMABLE_STATES, next_attempt_at__lte=now
+        )
+        if kinds:
+            due = due.filter(kind__in=kinds)
+        ids = list(
+            due.order_by("next_attempt_at", "id")
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)[:limit]
+        )
+        if not ids:
+            return []
+        OutboxItem.objects.filter(id__in=ids).update(
+            state=OutboxState.IN_FLIGHT, claimed_by=worker_id, lease_until=now + LEASE, updated_at=now
+        )
+    return list(OutboxItem.objects.filter(id__in=ids, claimed_by=worker_id).order_by("id"))
+
+
+def still_mine(items: Sequence[OutboxItem], worker_id: str) -> set[int]:
+    """Ids of rows this worker still holds (a reaped-and-reclaimed row must not be overwritten)."""
+    return set(
+        OutboxItem.objects.filter(
+            id__in=[i.pk for i in items], state=OutboxState.IN_FLIGHT, claimed_by=worker_id
+        ).values_list("id", flat=True)
+    )
+
+
+def reap_expired_leases(now: dt.datetime | None = None) -> int:
+    """Return rows whose worker died (lease expired) to pending. Counts as an attempt."""
+    now = now or timezone.now()
+    return OutboxItem.objects.filter(state=OutboxState.IN_FLIGHT, lease_until__lt=now).update(
+        state=OutboxState.PENDING,
+        claimed_by="",
+        lease_until=None,
+        next_attempt_at=now,
+        updated_at=now,
+        attempts=F("attempts") + 1,
+        last_error="the worker stopped before finishing; picked up again",
+        last_error_kind="retryable",
+    )
+
+
+def hand_back(worker_id: str) -> int:
+    """A worker stopping gracefully returns what it still holds, due at once, no attempt counted."""
+    now = timezone.now()
+    return OutboxItem.objects.filter(state=OutboxState.IN_FLIGHT, claimed_by=worker_id).update(
+        state=OutboxState.PENDING, claimed_by="", lease_until=None, next_attempt_at=now, updated_at=now
+    )
+
+
+def hand_back_process() -> int:
+    """Hand back rows claimed by any flush of this process (worker ids start with host:pid:)."""
+    import os
+    import socket
+
+    now = timezone.now()
+    return OutboxItem.objects.filter(
+        state=OutboxState.IN_FLIGHT, claimed_by__startswith=f"{socket.gethostname()}:{os.getpid()}:"
+    ).update(state=OutboxState.PENDING, claimed_by="", lease_until=None, next_attempt_at=now, updated_at=now)

@@ -1,0 +1,499 @@
+"""Flushing one connection's due outbox rows through its connector.
+
+One flush claims rows in batches (people first, so CRM ids exist before their activities), builds
+each person's payload through the mapping, skips what is unchanged, writes through the connector's
+batch calls, and records an outcome on every row: done, retry at a time, held, failed or skipped
+(DESIGN.md invariant 3). Whole-call failures follow the error taxonomy; record failures stay with
+their record and never block the rest of the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.utils import timezone
+
+from crmsync.models import Event, Prospect, Suppression
+from crmsync.models.privacy import suppression_hash
+from integrations import credentials
+from integrations.connector import CONTACT, LEAD, Connector, PersonInput, WriteOutcome
+from integrations.errors import AuthError, ConfigurationError, CrmError, NotFound, RateLimited, RetryableError
+from integrations.models import (
+    Connection,
+    ConnectionStatus,
+    LeadCreation,
+    LinkState,
+    OutboxItem,
+    OutboxKind,
+    OutboxState,
+    RecordLink,
+    RecordType,
+    SyncRun,
+)
+from integrations.sync import claim as claiming
+from integrations.sync import render, retry
+from integrations.sync.outbox import backfill_event_work
+from integrations.sync.payloads import PayloadBuilder
+from integrations.sync.ratelimit import RateLimiter, limiter_for
+
+log = logging.getLogger(__name__)
+
+ENGAGEMENT_KINDS = (OutboxKind.ACTIVITY, OutboxKind.NOTE, OutboxKind.DEAL, OutboxKind.TASK, OutboxKind.FIELDS)
+
+
+@dataclass
+class FlushStats:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    skipped: int = 0
+    held: int = 0
+    retried: int = 0
+    activities: int = 0
+    relinked: int = 0
+    rate_limited: int = 0
+    api_calls: int = 0
+    processed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def total_work(self) -> int:
+        return self.processed
+
+
+class ConnectionPaused(Exception):
+    """The connection cannot take calls now (needs re-authentication); its rows wait."""
+
+
+class Flusher:
+    """Flushes due work of one connection. Not shared between threads."""
+
+    def __init__(
+        self,
+        connection_id: int,
+        *,
+        worker_id: str,
+        run: SyncRun | None = None,
+        limiter: RateLimiter | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> None:
+        self.connection_id = connection_id
+        self.worker_id = worker_id
+        self.run = run
+        self.stop = stop or (lambda: False)
+        self.stats = FlushStats()
+        self.connection = Connection.objects.select_related("account").get(pk=connection_id)
+        self.spec = self.connection.spec
+        self.limiter = limiter or limiter_for(connection_id, self.spec.rate_limit)
+        self.connector: Connector | None = None
+        self.payloads: PayloadBuilder | None = None
+        self.person_kind = LEAD if self.connection.record_type == RecordType.LEAD else CONTACT
+
+    # -- set-up ------------------------------------------------------------------------------------
+    def _make_connector(self) -> Connector:
+        connector_class = self.spec.connector_class()
+
+        def before(method: str, url: str) -> None:
+            self.limiter.acquire(connector_class.rate_bucket(method, url))
+
+        def after(response, snapshot) -> None:
+            self.stats.api_calls += 1
+            if response.status_code == 429:
+                self.stats.rate_limited += 1
+            self.limiter.observe(snapshot)
+
+        self.connection = credentials.fresh_connection(self.connection)
+        return self.connection.connector(before_request=before, after_response=after)
+
+    def _call(self, fn: Callable[[Connector], object]) -> object:
+        """Run a connector call; an auth failure refreshes once (serialised) and tries again."""
+        assert self.connector is not None
+        try:
+            return fn(self.connector)
+        except AuthError:
+            self.connection = credentials.refresh_after_rejection(self.connection)
+            self.connector = self._make_connector()
+            return fn(self.connector)
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def flush(self, *, max_batches: int | None = None) -> FlushStats:
+        if self.connection.status != ConnectionStatus.ACTIVE:
+            return self.stats
+        try:
+            self.connector = self._make_connector()
+        except AuthError:
+            return self.stats  # marked needs-reauth; the rows wait
+        self.payloads = PayloadBuilder(self.connection)
+        batches = 0
+        person_batch = self.spec.batch_sizes["upsert"]
+        engagement_batch = self.spec.batch_sizes.get("activities", person_batch)
+        while not self.stop():
+            people = claiming.claim(self.connection_id, self.worker_id, person_batch, kinds=[OutboxKind.PERSON])
+            engagement = (
+                []
+                if people
+                else claiming.claim(self.connection_id, self.worker_id, engagement_batch, kinds=ENGAGEMENT_KINDS)
+            )
+            if not people and not engagement:
+                break
+            try:
+                if people:
+                    self._sync_people(people)
+                else:
+                    self._sync_engagement(engagement)
+            except ConnectionPaused:
+                claiming.hand_back(self.worker_id)
+                break
+            batches += 1
+            self._save_run_progress()
+            if max_batches is not None and batches >= max_batches:
+                break
+        return self.stats
+
+    # -- outcomes ----------------------------------------------------------------------------------
+    def _finish(
+        self,
+        item: OutboxItem,
+        state: str,
+        *,
+        result: str = "",
+        error: CrmError | str | None = None,
+        retry_after: float | None = None,
+        count_attempt: bool = True,
+        hold_reason: str = "",
+    ) -> None:
+        now = timezone.now()
+        item.state = state
+        item.updated_at = now
+        item.claimed_by = ""
+        item.lease_until = None
+        item.result = result or item.result
+        item.hold_reason = hold_reason
+        if error is not None:
+            item.last_error = str(error)[:2000]
+            item.last_error_kind = getattr(error, "kind", "record")
+        if state == OutboxState.DONE:
+            item.done_at = now
+            item.last_error = ""
+            item.last_error_kind = ""
+        if state == OutboxState.RETRY:
+            if count_attempt:
+                item.attempts += 1
+            if count_attempt and retry.exhausted(item.attempts):
+                item.state = OutboxState.FAILED
+                self.stats.failed += 1
+            else:
+                item.next_attempt_at = retry.next_attempt_time(now, item.attempts, retry_after)
+                self.stats.retried += 1
+        elif state == OutboxState.FAILED:
+            item.attempts += 1
+            self.stats.failed += 1
+        elif state == OutboxState.SKIPPED:
+            self.stats.skipped += 1
+        elif state == OutboxState.HELD:
+            self.stats.held += 1
+        if self.run is not None:
+            item.run = self.run
+        self.stats.processed += 1
+
+    def _save(self, items: Sequence[OutboxItem]) -> None:
+        mine = claiming.still_mine(items, self.worker_id)
+        keep = [i for i in items if i.pk in mine]
+        OutboxItem.objects.bulk_update(
+            keep,
+            [
+                "state",
+                "updated_at",
+                "claimed_by",
+                "lease_until",
+                "result",
+                "hold_reason",
+                "last_error",
+                "last_error_kind",
+                "done_at",
+                "attempts",
+                "next_attempt_at",
+                "run",
+            ],
+        )
+
+    def _whole_call_failed(self, items: Sequence[OutboxItem], error: CrmError) -> None:
+        """A failure of the call, not of a record: every row of the call shares the outcome."""
+        if isinstance(error, RateLimited):
+            self.stats.rate_limited += 1
+            self.limiter.block_for(error.retry_after or self.spec.rate_limit.window_seconds)
+            for item in items:
+                self._finish(
+                    item, OutboxState.RETRY, error=error, retry_after=error.retry_after or 1.0, count_attempt=False
+                )
+        elif isinstance(error, AuthError):
+            for item in items:
+                self._finish(item, OutboxState.PENDING, error=error, count_attempt=False)
+            self._save(items)
+            raise ConnectionPaused(str(error))
+        elif isinstance(error, RetryableError):
+            for item in items:
+                self._finish(item, OutboxState.RETRY, error=error, retry_after=error.retry_after)
+        else:  # configuration or record errors that concern the whole call: a person must look
+            for item in items:
+                self._finish(item, OutboxState.FAILED, error=error)
+        self.stats.errors.append(str(error))
+
+    # -- people ------------------------------------------------------------------------------------
+    def _sync_people(self, items: Sequence[OutboxItem]) -> None:
+        assert self.payloads is not None
+        account = self.connection.account
+        prospects = Prospect.objects.in_bulk([i.prospect_id for i in items])
+        links = {
+            link.prospect_id: link
+            for link in RecordLink.objects.filter(
+                connection_id=self.connection_id, prospect_id__in=[i.prospect_id for i in items]
+            )
+        }
+        suppressed = _suppressed_ids(account, prospects.values())
+        try:
+            built = self.payloads.build([p for p in prospects.values() if p.may_sync()], links)
+        except CrmError as error:  # the schema had to be fetched and the CRM refused or failed
+            self._whole_call_failed(items, error)
+            self._save(items)
+            return
+        to_send: list[tuple[OutboxItem, PersonInput, str]] = []
+        for item in items:
+            prospect = prospects.get(item.prospect_id)
+            link = links.get(item.prospect_id)
+            if prospect is None or prospect.erased:
+                self._finish(item, OutboxState.SKIPPED, result="erased")
+                continue
+            if prospect.pk in suppressed:
+                self._finish(item, OutboxState.SKIPPED, result="suppressed")
+                continue
+            if not prospect.may_sync():
+                self._finish(item, OutboxState.HELD, hold_reason="waiting for consent")
+                continue
+            if link is None and self._below_threshold(prospect):
+                self._finish(
+                    item, OutboxState.HELD, hold_reason=f"waiting for a lead score of {self.connection.score_threshold}"
+                )
+                continue
+            payload = built[prospect.pk]
+            if payload.blocking_problems:
+                self._finish(item, OutboxState.FAILED, error=ConfigurationError("; ".join(payload.blocking_problems)))
+                continue
+            if link is not None and link.state != LinkState.DELETED and link.last_payload_hash == payload.hash:
+                self.stats.unchanged += 1
+                self._finish(item, OutboxState.DONE, result="unchanged")
+                continue
+            person = PersonInput(
+                key=str(item.pk),
+                email=prospect.email or "",
+                fields=payload.fields,
+                crm_id=link.crm_id if link and link.state != LinkState.DELETED else None,
+            )
+            to_send.append((item, person, payload.hash))
+        if to_send:
+            self._send_people(to_send, prospects, links)
+        self._save(items)
+
+    def _below_threshold(self, prospect: Prospect) -> bool:
+        if self.connection.lead_creation != LeadCreation.ON_SCORE:
+            return False
+        return self.payloads.score_of(prospect.pk) < self.connection.score_threshold  # type: ignore[union-attr]
+
+    def _send_people(self, to_send, prospects, links) -> None:
+        inputs = [person for _item, person, _hash in to_send]
+        try:
+            outcomes = self._call(lambda c: c.upsert_people(self.person_kind, inputs))
+        except CrmError as error:
+            self._whole_call_failed([item for item, _p, _h in to_send], error)
+            return
+        by_key = {o.key: o for o in outcomes}  # type: ignore[union-attr]
+        # A stored id that the CRM no longer knows (deleted or merged there): documented policy is
+        # to match by e-mail again, or create, and mark the link "relinked" (docs/SYNC.md).
+        stale = [
+            (item, person, h)
+            for item, person, h in to_send
+            if person.crm_id and isinstance(by_key.get(person.key, WriteOutcome(person.key)).error, NotFound)
+        ]
+        if stale:
+            retry_inputs = [PersonInput(key=p.key, email=p.email, fields=p.fields) for _i, p, _h in stale]
+            try:
+                for outcome in self._call(lambda c: c.upsert_people(self.person_kind, retry_inputs)):  # type: ignore[union-attr]
+                    by_key[outcome.key] = outcome
+                    self.stats.relinked += 1
+            except CrmError as error:
+                self._whole_call_failed([item for item, _p, _h in stale], error)
+                stale_ids = {item.pk for item, _p, _h in stale}
+                to_send = [t for t in to_send if t[0].pk not in stale_ids]
+        now = timezone.now()
+        new_links: list[RecordLink] = []
+        changed_links: list[RecordLink] = []
+        newly_linked: list[int] = []
+        relinked_keys = {p.key for _i, p, _h in stale}
+        for item, person, payload_hash in to_send:
+            outcome = by_key.get(person.key)
+            if outcome is None:
+                self._finish(item, OutboxState.RETRY, error=RetryableError("the CRM gave no result for this record"))
+                continue
+            if outcome.error is not None:
+                if outcome.error.retryable:
+                    self._finish(item, OutboxState.RETRY, error=outcome.error, retry_after=outcome.error.retry_after)
+                else:
+                    self._finish(item, OutboxState.FAILED, error=outcome.error)
+                continue
+            link = links.get(item.prospect_id)
+            state = LinkState.RELINKED if person.key in relinked_keys else LinkState.LINKED
+            if link is None:
+                link = RecordLink(
+                    connection_id=self.connection_id,
+                    prospect_id=item.prospect_id,
+                    crm_object_type=self.person_kind,
+                    crm_id=outcome.crm_id or "",
+                    state=state,
+                    last_payload_hash=payload_hash,
+                    last_sent_fields=dict(person.fields),
+                    last_synced_at=now,
+                )
+                new_links.append(link)
+                newly_linked.append(item.prospect_id)
+            else:
+                if link.crm_id != outcome.crm_id:
+                    newly_linked.append(item.prospect_id)
+                link.crm_id = outcome.crm_id or link.crm_id
+                link.state = state if person.key in relinked_keys or link.state == LinkState.DELETED else link.state
+                link.last_payload_hash = payload_hash
+                link.last_sent_fields = {**link.last_sent_fields, **person.fields}
+                link.last_synced_at = now
+                changed_links.append(link)
+            if outcome.created:
+                self.stats.created += 1
+            else:
+                self.stats.updated += 1
+            self._finish(item, OutboxState.DONE, result="created" if outcome.created else "updated")
+        with transaction.atomic():
+            RecordLink.objects.bulk_create(new_links, ignore_conflicts=True)
+            RecordLink.objects.bulk_update(
+                changed_links, ["crm_id", "state", "last_payload_hash", "last_sent_fields", "last_synced_at"]
+            )
+            if newly_linked:
+                self._release_waiting_engagement(newly_linked)
+
+    def _release_waiting_engagement(self, prospect_ids: list[int]) -> None:
+        """The person now exists in the CRM: back-fill its earlier activity and release held rows."""
+        backfill_event_work(self.connection, prospect_ids)
+        OutboxItem.objects.filter(
+            connection_id=self.connection_id,
+            prospect_id__in=prospect_ids,
+            state=OutboxState.HELD,
+            kind__in=ENGAGEMENT_KINDS,
+        ).update(state=OutboxState.PENDING, next_attempt_at=timezone.now(), hold_reason="", updated_at=timezone.now())
+
+    # -- engagement --------------------------------------------------------------------------------
+    def _sync_engagement(self, items: Sequence[OutboxItem]) -> None:
+        links = {
+            link.prospect_id: link
+            for link in RecordLink.objects.filter(
+                connection_id=self.connection_id, prospect_id__in={i.prospect_id for i in items}
+            )
+        }
+        events = Event.objects.select_related("capsule").in_bulk([i.event_id for i in items if i.event_id])
+        prospects = Prospect.objects.in_bulk({i.prospect_id for i in items})
+        open_people = set(
+            OutboxItem.objects.filter(
+                connection_id=self.connection_id,
+                kind=OutboxKind.PERSON,
+                prospect_id__in={i.prospect_id for i in items},
+                state__in=[OutboxState.PENDING, OutboxState.RETRY, OutboxState.IN_FLIGHT],
+            ).values_list("prospect_id", flat=True)
+        )
+        groups: dict[str, list[tuple[OutboxItem, object]]] = {"activity": [], "note": [], "deal": []}
+        for item in items:
+            prospect = prospects.get(item.prospect_id)
+            link = links.get(item.prospect_id)
+            event = events.get(item.event_id) if item.event_id else None
+            if prospect is None or prospect.erased or event is None:
+                self._finish(
+                    item, OutboxState.SKIPPED, result="erased" if prospect is None or prospect.erased else "event gone"
+                )
+                continue
+            if not prospect.may_sync():
+                self._finish(item, OutboxState.HELD, hold_reason="waiting for consent")
+                continue
+            if link is None or link.state == LinkState.DELETED:
+                if item.prospect_id in open_people:
+                    # The contact is being written right now; try again in a moment.
+                    self._finish(
+                        item,
+                        OutboxState.RETRY,
+                        retry_after=2.0,
+                        count_attempt=False,
+                        error=RetryableError("waiting for the contact to be created"),
+                    )
+                else:
+                    self._finish(item, OutboxState.HELD, hold_reason="waiting for the contact or lead to be created")
+                continue
+            kind = link.crm_object_type
+            if item.kind == OutboxKind.ACTIVITY:
+                groups["activity"].append((item, render.activity_input(event, link.crm_id, kind)))
+            elif item.kind == OutboxKind.NOTE:
+                groups["note"].append((item, render.note_input(event, link.crm_id, kind)))
+            elif item.kind == OutboxKind.DEAL:
+                groups["deal"].append((item, render.deal_input(event, prospect, link.crm_id, kind)))
+            else:
+                self._finish(item, OutboxState.FAILED, error=ConfigurationError(f"no handler for {item.kind} work"))
+        calls = {
+            "activity": lambda c, inputs: c.log_activities(inputs),
+            "note": lambda c, inputs: c.add_notes(inputs),
+            "deal": lambda c, inputs: [c.upsert_deal(i) for i in inputs],
+        }
+        for group, pairs in groups.items():
+            if not pairs:
+                continue
+            inputs = [payload for _item, payload in pairs]
+            try:
+                outcomes = self._call(lambda c, call=calls[group], inputs=inputs: call(c, inputs))
+            except CrmError as error:
+                self._whole_call_failed([item for item, _payload in pairs], error)
+                continue
+            by_key = {o.key: o for o in outcomes}  # type: ignore[union-attr]
+            for item, payload in pairs:
+                outcome = by_key.get(payload.key)
+                if outcome is None:
+                    self._finish(item, OutboxState.RETRY, error=RetryableError("the CRM gave no result for this item"))
+                elif outcome.error is None:
+                    self.stats.activities += 1
+                    self._finish(item, OutboxState.DONE, result="created" if outcome.created else "existing")
+                elif outcome.error.retryable:
+                    self._finish(item, OutboxState.RETRY, error=outcome.error, retry_after=outcome.error.retry_after)
+                else:
+                    self._finish(item, OutboxState.FAILED, error=outcome.error)
+        self._save(items)
+
+    # -- run bookkeeping ---------------------------------------------------------------------------
+    def _save_run_progress(self) -> None:
+        if self.run is None:
+            return
+        s = self.stats
+        SyncRun.objects.filter(pk=self.run.pk).update(
+            processed=s.processed,
+            created=s.created,
+            updated=s.updated,
+            unchanged=s.unchanged,
+            failed=s.failed,
+            skipped=s.skipped,
+            activities=s.activities,
+            api_calls=s.api_calls,
+            rate_limited=s.rate_limited,
+        )
+
+
+def _suppressed_ids(account, prospects) -> set[int]:
+    """Prospects whose e-mail is on the suppression list (erased people are never re-created)."""
+    hashes = {suppression_hash(account, p.email): p.pk for p in prospects if p.email}
+    if not hashes:
+        return set()
+    found = Suppression.objects.filter(account=account, email_hash__in=hashes).values_list("email_hash", flat=True)
+    return {hashes[h] for h in found}
