@@ -10,4 +10,6 @@ urlpatterns = [
     path("api/v1/", include("crmsync.api.urls")),
     path("", include("crmsync.views.urls")),
     path("", include("integrations.urls", namespace="integrations")),
+    path("", include("mapping.urls", namespace="mapping")),
+    path("", include("scoring.urls", namespace="scoring")),
 ]

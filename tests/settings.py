@@ -19,3 +19,8 @@ CSRF_COOKIE_SECURE = False
 JOBS_RUN_INLINE = True
 STATIC_ROOT = None  # tests serve static files from the finders; no collectstatic output is needed
 WHITENOISE_USE_FINDERS = True
+
+# Each pytest process gets its own test database, so parallel runs (several developers or CI
+# jobs on one PostgreSQL) never drop each other's. Subprocess tests read the name at run time.
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}

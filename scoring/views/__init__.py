@@ -1,0 +1,1 @@
+"""The owner pages of lead scoring, under /a/<account_slug>/scoring/."""
