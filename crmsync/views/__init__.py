@@ -1,0 +1,1 @@
+"""The owner-facing settings pages (server-rendered, signed in through django-allauth)."""
