@@ -73,8 +73,12 @@ def _classify_oauth_error(response: requests.Response) -> CrmError | None:
 
 
 def _token_http(spec: ProviderSpec, secrets_: list[str]) -> CrmHttp:
-    return CrmHttp(f"{spec.label} OAuth", spec.oauth_endpoint("token") or "", classify=_classify_oauth_error,
-                   secrets=[spec.client_secret or "", *secrets_])
+    return CrmHttp(
+        f"{spec.label} OAuth",
+        spec.oauth_endpoint("token") or "",
+        classify=_classify_oauth_error,
+        secrets=[spec.client_secret or "", *secrets_],
+    )
 
 
 def _post_token(spec: ProviderSpec, body: str, known_secrets: list[str]) -> TokenSet:
@@ -84,7 +88,10 @@ def _post_token(spec: ProviderSpec, body: str, known_secrets: list[str]) -> Toke
     if spec.oauth.client_auth == "basic":
         auth = requests.auth.HTTPBasicAuth(spec.client_id or "", spec.client_secret or "")
     response = http.request(
-        "POST", spec.oauth_endpoint("token") or "", data=body, auth=auth,
+        "POST",
+        spec.oauth_endpoint("token") or "",
+        data=body,
+        auth=auth,
         headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
     )
     try:
@@ -106,9 +113,14 @@ def _credentials_in_body(spec: ProviderSpec) -> dict[str, str]:
 def exchange_code(spec: ProviderSpec, code: str, redirect_uri: str, code_verifier: str | None) -> TokenSet:
     """Trade an authorization code for tokens; raises OAuthError when the CRM refuses."""
     client = _client(spec)
+    assert spec.oauth is not None
     extra = {"code_verifier": code_verifier} if code_verifier else {}
-    body = client.prepare_request_body(code=code, redirect_uri=redirect_uri, include_client_id=False,
-                                       **_credentials_in_body(spec), **extra)
+    # oauthlib adds client_id itself when asked to (and drops one passed in the kwargs).
+    in_body = spec.oauth.client_auth != "basic"
+    secret = {"client_secret": spec.client_secret or ""} if in_body else {}
+    body = client.prepare_request_body(
+        code=code, redirect_uri=redirect_uri, include_client_id=in_body, **secret, **extra
+    )
     return _post_token(spec, body, [code, code_verifier or ""])
 
 

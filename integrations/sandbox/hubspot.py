@@ -13,6 +13,8 @@ against them) and the facts in ``shared/crm-reference.md`` §2:
   GDPR delete. Every property value on the wire is a string; ids are numeric strings.
 - Properties (§2.3) with HubSpot-defined and custom definitions; writes are validated against them.
 - Associations v4 with HubSpot-defined type ids, owners, deal and lead pipelines.
+- Account information (``/account-info/v3/details``): the portal of any token, private-app ones
+  included.
 - Rate limits (§2.5): a rolling 10-second window per app (OAuth) or per private-app token, a daily
   budget per portal, and the tighter search limit; ``X-HubSpot-RateLimit-*`` headers.
 - Webhooks (§2.7): signed (v3 and v1) event batches sent to a target URL, and a change log that
@@ -358,6 +360,8 @@ def _standard_properties(otype: ObjectType) -> dict[str, dict[str, Any]]:
             _definition("closedate", "Close Date", *when, g),
             _definition("pipeline", "Pipeline", "enumeration", "select", g, external_options=True),
             _definition("dealstage", "Deal Stage", "enumeration", "radio", g, external_options=True),
+            # The portal's currencies (company currency plus the additional ones set on the instance).
+            _definition("deal_currency_code", "Currency", "enumeration", "select", g, options=_options("USD")),
             _definition(
                 "dealtype",
                 "Deal Type",
@@ -807,7 +811,10 @@ class HubSpotEmulator(EmulatorApp):
     token), max_batch_inputs, enforce_scopes (403 MISSING_SCOPES on CRM and schema routes),
     unset_properties_as_null (answer requested-but-empty properties as null, as HubSpot's docs say,
     instead of leaving them out as the spec's string-only schema implies), owners,
-    server_error_status (500 or 502 for injected server errors).
+    server_error_status (500 or 502 for injected server errors), company_currency and
+    additional_currencies (the options of deals' ``deal_currency_code``), time_zone,
+    search_tie_order ("id", or "reverse_id" to return search results that share a sort value in
+    descending id order: HubSpot promises no order among them).
 
     Counters for tests and benchmarks: ``api_calls``, ``calls_by_kind``, ``rate_limited_count``;
     the change log is ``changes``; ``gdpr_deleted`` holds erased or blocklisted emails.
@@ -840,6 +847,10 @@ class HubSpotEmulator(EmulatorApp):
         unset_properties_as_null: bool = False,
         owners: list[dict[str, Any]] | None = None,
         server_error_status: int = 500,
+        company_currency: str = "USD",
+        additional_currencies: Iterable[str] = ("EUR", "GBP"),
+        time_zone: str = "UTC",
+        search_tie_order: str = "id",
     ) -> None:
         super().__init__()
         self.hub_id, self.app_id = hub_id, app_id
@@ -856,6 +867,11 @@ class HubSpotEmulator(EmulatorApp):
         self.unset_properties_as_null = unset_properties_as_null
         self.server_error_status = server_error_status
         self._initial_owners = owners
+        self.company_currency, self.time_zone = company_currency, time_zone
+        if search_tie_order not in ("id", "reverse_id"):
+            raise ValueError("search_tie_order is 'id' or 'reverse_id'")
+        self.search_tie_order = search_tie_order
+        self.additional_currencies = [c for c in additional_currencies if c != company_currency]
         self.private_apps: dict[str, PrivateApp] = {}
         self._limiter_lock = threading.Lock()
         self._state_init()
@@ -870,6 +886,9 @@ class HubSpotEmulator(EmulatorApp):
             self.properties: dict[str, dict[str, dict[str, Any]]] = {
                 name: _standard_properties(t) for name, t in OBJECT_TYPES.items()
             }
+            self.properties["deals"]["deal_currency_code"]["options"] = _options(
+                *((code, code) for code in (self.company_currency, *self.additional_currencies))
+            )
             self.groups: dict[str, dict[str, dict[str, Any]]] = {
                 name: {
                     t.group: {
@@ -980,6 +999,8 @@ class HubSpotEmulator(EmulatorApp):
         self._api("PUT", rf"{obj}/(?P<to_type>[^/]+)/(?P<to_id>[^/]+)", self._associate_labels)
         self._api("DELETE", rf"{obj}/(?P<to_type>[^/]+)/(?P<to_id>[^/]+)", self._dissociate)
         self._api("GET", rf"{obj}/(?P<to_type>[^/]+)", self._list_associations)
+        # Account information: the portal a token (OAuth or private app) belongs to
+        self._api("GET", r"/account-info/v3/details", self._account_details)
         # Owners and pipelines
         self._api("GET", r"/crm/v3/owners/?", self._list_owners)
         self._api("GET", r"/crm/v3/owners/(?P<owner_id>[^/]+)", self._get_owner)
@@ -2010,7 +2031,9 @@ class HubSpotEmulator(EmulatorApp):
         return pattern in tokens
 
     def _sorted(self, otype: ObjectType, rows: list[_Record], sorts: list[Any]) -> list[_Record]:
-        rows = sorted(rows, key=lambda r: int(r.id))
+        # Records with equal sort values come in id order, or reversed with search_tie_order="reverse_id":
+        # HubSpot promises no order among ties, and a client must not depend on one.
+        rows = sorted(rows, key=lambda r: int(r.id), reverse=self.search_tie_order == "reverse_id")
         for sort in reversed(sorts):
             if isinstance(sort, dict):
                 name, descending = str(sort.get("propertyName")), str(sort.get("direction", "")).upper() == "DESCENDING"
@@ -2634,6 +2657,26 @@ class HubSpotEmulator(EmulatorApp):
         return Response.json(self._batch_body(results, errors, started), status=status)
 
     # =============================================================================================
+    # Account information [doc: developers.hubspot.com api-reference account-info-v3 "Get account details"]
+
+    def _account_details(self, request: Request) -> Response:
+        """GET /account-info/v3/details: the portal of the calling token. Private-app tokens have no
+        entry at /oauth/v1/access-tokens/{token}, so this is how their portal is read."""
+        return Response.json(
+            {
+                "portalId": self.hub_id,
+                "accountType": "STANDARD",
+                "timeZone": self.time_zone,
+                "companyCurrency": self.company_currency,
+                "additionalCurrencies": list(self.additional_currencies),
+                "utcOffset": "+00:00",
+                "utcOffsetMilliseconds": 0,
+                "uiDomain": "app.hubspot.com",
+                "dataHostingLocation": "na1",
+            }
+        )
+
+    # =============================================================================================
     # Owners and pipelines [spec crmOwners.json, pipelines.json]
 
     def _list_owners(self, request: Request) -> Response:
@@ -2893,6 +2936,16 @@ class HubSpotEmulator(EmulatorApp):
         with self.lock:
             rec = self._must_find(otype, str(object_id))
             self._update_record(rec, self._validate(otype.name, properties), self._source(None))
+
+    def set_modified(self, object_type: str, object_ids: Iterable[str | int], at_ms: int) -> None:
+        """Give records one modification time, as a bulk import or workflow does (to test paging
+        over records that share a ``lastmodifieddate``)."""
+        otype = self.object_type(object_type)
+        with self.lock:
+            for object_id in object_ids:
+                rec = self._must_find(otype, str(object_id))
+                rec.updated_ms = at_ms
+                rec.properties[otype.modified_property] = iso(at_ms)
 
     def changes_since(self, at_ms: int = 0, source: str | None = None) -> list[Change]:
         with self.lock:

@@ -22,7 +22,8 @@ class SandboxSpec:
 
 
 SANDBOXES: tuple[SandboxSpec, ...] = (
-    SandboxSpec("hubspot", "integrations.sandbox.hubspot:build", 8101, tls=False),
+    # TLS for every sandbox: OAuth clients (oauthlib) refuse plain-http authorize URLs.
+    SandboxSpec("hubspot", "integrations.sandbox.hubspot:build", 8101, tls=True),
     SandboxSpec("salesforce", "integrations.sandbox.salesforce:build", 8102, tls=True),
 )
 

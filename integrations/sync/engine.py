@@ -127,7 +127,9 @@ class Flusher:
             self.connector = self._make_connector()
         except AuthError:
             return self.stats  # marked needs-reauth; the rows wait
-        self.payloads = PayloadBuilder(self.connection)
+        self.payloads = PayloadBuilder(
+            self.connection, describe=lambda kind: self._call(lambda c: c.describe_fields(kind))
+        )
         batches = 0
         person_batch = self.spec.batch_sizes["upsert"]
         engagement_batch = self.spec.batch_sizes.get("activities", person_batch)
@@ -409,15 +411,17 @@ class Flusher:
                 state__in=[OutboxState.PENDING, OutboxState.RETRY, OutboxState.IN_FLIGHT],
             ).values_list("prospect_id", flat=True)
         )
-        groups: dict[str, list[tuple[OutboxItem, object]]] = {"activity": [], "note": [], "deal": []}
+        groups: dict[str, list[tuple[OutboxItem, object]]] = {"activity": [], "note": [], "deal": [], "task": []}
+        field_writes: list[tuple[OutboxItem, str, dict]] = []
         for item in items:
             prospect = prospects.get(item.prospect_id)
             link = links.get(item.prospect_id)
             event = events.get(item.event_id) if item.event_id else None
-            if prospect is None or prospect.erased or event is None:
-                self._finish(
-                    item, OutboxState.SKIPPED, result="erased" if prospect is None or prospect.erased else "event gone"
-                )
+            if prospect is None or prospect.erased:
+                self._finish(item, OutboxState.SKIPPED, result="erased")
+                continue
+            if event is None and not item.payload:
+                self._finish(item, OutboxState.SKIPPED, result="event gone")
                 continue
             if not prospect.may_sync():
                 self._finish(item, OutboxState.HELD, hold_reason="waiting for consent")
@@ -435,19 +439,31 @@ class Flusher:
                 else:
                     self._finish(item, OutboxState.HELD, hold_reason="waiting for the contact or lead to be created")
                 continue
-            kind = link.crm_object_type
-            if item.kind == OutboxKind.ACTIVITY:
-                groups["activity"].append((item, render.activity_input(event, link.crm_id, kind)))
-            elif item.kind == OutboxKind.NOTE:
-                groups["note"].append((item, render.note_input(event, link.crm_id, kind)))
-            elif item.kind == OutboxKind.DEAL:
-                groups["deal"].append((item, render.deal_input(event, prospect, link.crm_id, kind)))
+            try:
+                built = render.work_input(item, event, prospect, link.crm_id, link.crm_object_type)
+            except (KeyError, TypeError, ValueError) as exc:
+                self._finish(item, OutboxState.FAILED, error=ConfigurationError(f"malformed {item.kind} work: {exc}"))
+                continue
+            if item.kind == OutboxKind.FIELDS:
+                field_writes.append((item, link.crm_id, built))
             else:
-                self._finish(item, OutboxState.FAILED, error=ConfigurationError(f"no handler for {item.kind} work"))
+                groups[render.GROUP_OF_KIND[item.kind]].append((item, built))
+        for item, crm_id, fields in field_writes:
+            try:
+                self._call(lambda c, crm_id=crm_id, fields=fields: c.set_fields(self.person_kind, crm_id, fields))
+            except CrmError as error:
+                if error.kind == "record":
+                    self._finish(item, OutboxState.FAILED, error=error)
+                else:
+                    self._whole_call_failed([item], error)
+                continue
+            self.stats.activities += 1
+            self._finish(item, OutboxState.DONE, result="updated")
         calls = {
             "activity": lambda c, inputs: c.log_activities(inputs),
             "note": lambda c, inputs: c.add_notes(inputs),
             "deal": lambda c, inputs: [c.upsert_deal(i) for i in inputs],
+            "task": lambda c, inputs: c.create_tasks(inputs),
         }
         for group, pairs in groups.items():
             if not pairs:

@@ -6,7 +6,7 @@ rows_for, build_payload, payload_hash) and its schema cache.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +29,9 @@ class PersonPayload:
 class PayloadBuilder:
     """Builds person payloads for one connection; loads its mapping and schema once."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, describe: Callable[[str], list[FieldSchema]] | None = None) -> None:
         self.connection = connection
+        self.describe = describe
         self.object_kind = connection.record_type
         self.rows = rows_for(connection, target_object=self.object_kind)
         self._schema: Mapping[str, FieldSchema] | None = None

@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as dt
 
 from crmsync.models import Event, Prospect
-from integrations.connector import ActivityInput, DealInput, NoteInput
+from integrations.connector import ActivityInput, DealInput, NoteInput, TaskInput
+from integrations.models import OutboxItem, OutboxKind
 
 
 def event_key(event: Event) -> str:
@@ -87,3 +88,50 @@ def deal_input(event: Event, prospect: Prospect, person_crm_id: str, person_kind
         currency=data.get("currency"),
         close_date=(event.occurred_at or dt.datetime.now(dt.UTC)).date(),
     )
+
+
+# Which connector call each kind of engagement work goes through.
+GROUP_OF_KIND = {
+    OutboxKind.ACTIVITY: "activity",
+    OutboxKind.NOTE: "note",
+    OutboxKind.DEAL: "deal",
+    OutboxKind.TASK: "task",
+}
+
+
+def work_input(item: OutboxItem, event: Event | None, prospect: Prospect, person_crm_id: str, person_kind: str):
+    """The connector input for one outbox row: rendered from its event, or from the payload a
+    workflow trigger wrote (task, note, fields). The key is the row's dedupe key, so a retry of
+    the same firing writes the same CRM object."""
+    payload = item.payload or {}
+    if item.kind == OutboxKind.ACTIVITY and event is not None:
+        return activity_input(event, person_crm_id, person_kind)
+    if item.kind == OutboxKind.NOTE and event is not None and "body" not in payload:
+        return note_input(event, person_crm_id, person_kind)
+    if item.kind == OutboxKind.DEAL and event is not None:
+        return deal_input(event, prospect, person_crm_id, person_kind)
+    if item.kind == OutboxKind.NOTE:
+        return NoteInput(
+            key=item.dedupe_key,
+            person_crm_id=person_crm_id,
+            person_kind=person_kind,
+            body=str(payload["body"]),
+            occurred_at=item.created_at,
+        )
+    if item.kind == OutboxKind.TASK:
+        due = payload.get("due_at")
+        return TaskInput(
+            key=item.dedupe_key,
+            person_crm_id=person_crm_id,
+            person_kind=person_kind,
+            subject=str(payload["subject"])[:255],
+            body=str(payload.get("body", "")),
+            due_at=dt.datetime.fromisoformat(due) if due else item.created_at,
+            owner_id=payload.get("owner_id") or None,
+        )
+    if item.kind == OutboxKind.FIELDS:
+        fields = payload["fields"]
+        if not isinstance(fields, dict) or not fields:
+            raise ValueError("fields must be a non-empty object")
+        return dict(fields)
+    raise ValueError(f"{item.kind} work needs an event or a payload")

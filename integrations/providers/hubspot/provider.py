@@ -26,6 +26,9 @@ PROVIDER = ProviderSpec(
             "crm.objects.owners.read",
             "crm.schemas.contacts.read",
             "crm.schemas.contacts.write",
+            # The deal key property capsule_conversion_id is created on deals (connector upsert_deal).
+            "crm.schemas.deals.read",
+            "crm.schemas.deals.write",
         ),
         pkce=True,
         client_auth="body",
