@@ -11,6 +11,8 @@ class IntegrationsConfig(AppConfig):
         from integrations import checks  # noqa: F401 - registers the system checks
         from integrations.sync.outbox import enqueue_for_events
 
+        from integrations import dashboard  # noqa: F401 - registers the "Sync status" nav entry
+
         navigation.register("CRM connection", "integrations:connections", order=10)
         # Outbox rows are written in the ingest transaction (DESIGN.md data flow).
         register_ingest_hook(enqueue_for_events)
