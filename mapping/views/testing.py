@@ -1,0 +1,54 @@
+"""Step 5: test with sample data — the exact payload a prospect (or a generated sample) would send."""
+
+from __future__ import annotations
+
+import json
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from crmsync.models import Prospect, normalise_email
+from crmsync.tenancy import account_view
+from mapping import sources
+from mapping.apply import build_payload
+from mapping.forms import SampleForm
+from mapping.rows import rows_for
+from mapping.samples import sample_snapshot
+from mapping.schema import schema_for
+from mapping.service import problems_for
+from mapping.views.common import connection_for, page_context
+
+
+@account_view()
+def test_payload(request: HttpRequest, connection_id: int) -> HttpResponse:
+    connection = connection_for(request, connection_id)
+    form = SampleForm(request.GET or None)
+    result = snapshot = prospect = None
+    if request.GET and form.is_valid():
+        email = form.cleaned_data["email"]
+        if email:
+            prospect = Prospect.objects.filter(account=request.account, email=normalise_email(email)).first()
+            if prospect is None:
+                form.add_error("email", "No prospect of this account has that e-mail address.")
+            else:
+                snapshot = sources.load_snapshots(request.account, [prospect.pk]).get(prospect.pk)
+        else:
+            snapshot = sample_snapshot(request.account)
+    if snapshot is not None:
+        schema = schema_for(connection, connection.record_type) or {}
+        result = build_payload(snapshot, rows_for(connection), schema, object_kind=connection.record_type)
+    return render(
+        request,
+        "mapping/test.html",
+        page_context(
+            request,
+            "test",
+            connection,
+            form=form,
+            prospect=prospect,
+            snapshot=sorted((snapshot or {}).items()),
+            result=result,
+            payload_json=json.dumps(result.fields, indent=2, ensure_ascii=False, sort_keys=True) if result else "",
+            mapping_problems=problems_for(connection),
+        ),
+    )
