@@ -201,6 +201,9 @@ RQ_MAINTENANCE_INTERVAL = env_int("RQ_MAINTENANCE_INTERVAL", 60, minimum=5)
 SYNC_RETRY_BASE_SECONDS = env_int("SYNC_RETRY_BASE_SECONDS", 30, minimum=1)
 SYNC_RETRY_MAX_SECONDS = env_int("SYNC_RETRY_MAX_SECONDS", 6 * 3600, minimum=1)
 SYNC_MAX_ATTEMPTS = env_int("SYNC_MAX_ATTEMPTS", 10, minimum=1)
+# Batch and manual runs flush with this many threads per connection (same limiter, SKIP LOCKED),
+# so our own work overlaps the CRM's answers and the run sits on the rate-limit floor.
+SYNC_FLUSH_THREADS = env_int("SYNC_FLUSH_THREADS", 2, minimum=1)
 # Real time: how long a worker waits for more events of the same burst before flushing.
 SYNC_COALESCE_SECONDS = env_parsed("SYNC_COALESCE_SECONDS", 0.2, float, "a number of seconds")
 
@@ -223,6 +226,13 @@ CRM_ENDPOINTS = {
 CRM_HTTP_TIMEOUT_SECONDS = env_int("CRM_HTTP_TIMEOUT_SECONDS", 20, minimum=1)
 # A CA bundle to trust for CRM TLS (the sandbox's local CA in development and tests).
 CRM_CA_BUNDLE = env_str("CRM_CA_BUNDLE")
+
+# Outgoing webhooks (integrations/webhooks_out): private, loopback and link-local targets are
+# refused unless this is on (on-premises receivers, local development). Metadata addresses never.
+WEBHOOKS_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", False)
+WEBHOOKS_TIMEOUT_SECONDS = 10  # per request to a receiver
+# A CA bundle to trust for receivers' TLS (an on-premises CA); unset: the public CAs (certifi).
+WEBHOOKS_CA_BUNDLE = env_str("WEBHOOKS_CA_BUNDLE")
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
 LOGGING = {

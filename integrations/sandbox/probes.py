@@ -27,6 +27,9 @@ class Probe(Protocol):
     def api_calls(self, app: Any) -> int:
         """API calls the emulator served (excluding OAuth and the control API)."""
 
+    def rate_limited(self, app: Any) -> int:
+        """How many times the emulator refused a call for its rate limit (429 or the vendor's kind)."""
+
 
 def _prop(record: dict, name: str) -> Any:
     return (record.get("properties") or {}).get(name)
@@ -51,6 +54,9 @@ class HubSpotProbe:
     def api_calls(self, app: Any) -> int:
         return app.api_calls
 
+    def rate_limited(self, app: Any) -> int:
+        return app.rate_limited_count
+
 
 @dataclass(frozen=True)
 class SalesforceProbe:
@@ -73,7 +79,10 @@ class SalesforceProbe:
         return app.issue_token().access_token
 
     def api_calls(self, app: Any) -> int:
-        return app.api_calls
+        return app.counters.api_calls
+
+    def rate_limited(self, app: Any) -> int:
+        return app.counters.limit_refusals
 
 
 def _note_key(title: str | None) -> str | None:

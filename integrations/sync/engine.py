@@ -10,10 +10,12 @@ their record and never block the rest of the batch.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from crmsync.models import Event, Prospect, Suppression
@@ -38,6 +40,7 @@ from integrations.sync import render, retry
 from integrations.sync.outbox import backfill_event_work
 from integrations.sync.payloads import PayloadBuilder
 from integrations.sync.ratelimit import RateLimiter, limiter_for
+from integrations.sync.sql import bulk_update_values
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,7 @@ class Flusher:
         self.connector: Connector | None = None
         self.payloads: PayloadBuilder | None = None
         self.person_kind = LEAD if self.connection.record_type == RecordType.LEAD else CONTACT
+        self._reported: dict[str, int] = {}
 
     # -- set-up ------------------------------------------------------------------------------------
     def _make_connector(self) -> Connector:
@@ -154,6 +158,7 @@ class Flusher:
             self._save_run_progress()
             if max_batches is not None and batches >= max_batches:
                 break
+        self._save_run_progress()
         return self.stats
 
     # -- outcomes ----------------------------------------------------------------------------------
@@ -203,25 +208,38 @@ class Flusher:
         self.stats.processed += 1
 
     def _save(self, items: Sequence[OutboxItem]) -> None:
-        mine = claiming.still_mine(items, self.worker_id)
-        keep = [i for i in items if i.pk in mine]
-        OutboxItem.objects.bulk_update(
-            keep,
-            [
-                "state",
-                "updated_at",
-                "claimed_by",
-                "lease_until",
-                "result",
-                "hold_reason",
-                "last_error",
-                "last_error_kind",
-                "done_at",
-                "attempts",
-                "next_attempt_at",
-                "run",
-            ],
-        )
+        """Write the outcomes: one UPDATE per distinct outcome (a batch mostly shares one), and
+        only for rows this worker still holds — a row reaped and re-claimed meanwhile is not
+        overwritten."""
+        now = timezone.now()
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for item in items:
+            key = (
+                item.state,
+                item.result,
+                item.hold_reason,
+                item.last_error,
+                item.last_error_kind,
+                item.attempts,
+                item.next_attempt_at,
+                item.run_id,
+            )
+            groups[key].append(item.pk)
+        for (state, result, hold, error, error_kind, attempts, next_at, run_id), ids in groups.items():
+            OutboxItem.objects.filter(id__in=ids, state=OutboxState.IN_FLIGHT, claimed_by=self.worker_id).update(
+                state=state,
+                result=result,
+                hold_reason=hold,
+                last_error=error,
+                last_error_kind=error_kind,
+                attempts=attempts,
+                next_attempt_at=next_at,
+                run_id=run_id,
+                claimed_by="",
+                lease_until=None,
+                updated_at=now,
+                done_at=now if state == OutboxState.DONE else None,
+            )
 
     def _whole_call_failed(self, items: Sequence[OutboxItem], error: CrmError) -> None:
         """A failure of the call, not of a record: every row of the call shares the outcome."""
@@ -245,11 +263,18 @@ class Flusher:
                 self._finish(item, OutboxState.FAILED, error=error)
         self.stats.errors.append(str(error))
 
+    def _prospects(self, ids) -> dict[int, Prospect]:
+        """Prospects by id, with the (shared) account attached so consent checks cost no query."""
+        prospects = Prospect.objects.in_bulk(list(ids))
+        for prospect in prospects.values():
+            prospect.account = self.connection.account
+        return prospects
+
     # -- people ------------------------------------------------------------------------------------
     def _sync_people(self, items: Sequence[OutboxItem]) -> None:
         assert self.payloads is not None
         account = self.connection.account
-        prospects = Prospect.objects.in_bulk([i.prospect_id for i in items])
+        prospects = self._prospects([i.prospect_id for i in items])
         links = {
             link.prospect_id: link
             for link in RecordLink.objects.filter(
@@ -290,7 +315,8 @@ class Flusher:
                 self._finish(item, OutboxState.DONE, result="unchanged")
                 continue
             person = PersonInput(
-                key=str(item.pk),
+                # Stable per prospect: connectors may store it as an external id (Salesforce).
+                key=f"prospect-{prospect.pk}",
                 email=prospect.email or "",
                 fields=payload.fields,
                 crm_id=link.crm_id if link and link.state != LinkState.DELETED else None,
@@ -377,8 +403,10 @@ class Flusher:
             self._finish(item, OutboxState.DONE, result="created" if outcome.created else "updated")
         with transaction.atomic():
             RecordLink.objects.bulk_create(new_links, ignore_conflicts=True)
-            RecordLink.objects.bulk_update(
-                changed_links, ["crm_id", "state", "last_payload_hash", "last_sent_fields", "last_synced_at"]
+            bulk_update_values(
+                RecordLink,
+                changed_links,
+                ["crm_id", "state", "last_payload_hash", "last_sent_fields", "last_synced_at"],
             )
             if newly_linked:
                 self._release_waiting_engagement(newly_linked)
@@ -402,7 +430,7 @@ class Flusher:
             )
         }
         events = Event.objects.select_related("capsule").in_bulk([i.event_id for i in items if i.event_id])
-        prospects = Prospect.objects.in_bulk({i.prospect_id for i in items})
+        prospects = self._prospects({i.prospect_id for i in items})
         open_people = set(
             OutboxItem.objects.filter(
                 connection_id=self.connection_id,
@@ -490,20 +518,15 @@ class Flusher:
 
     # -- run bookkeeping ---------------------------------------------------------------------------
     def _save_run_progress(self) -> None:
+        """Add this batch's counts to the run (F() increments: several flushers may share a run)."""
         if self.run is None:
             return
-        s = self.stats
-        SyncRun.objects.filter(pk=self.run.pk).update(
-            processed=s.processed,
-            created=s.created,
-            updated=s.updated,
-            unchanged=s.unchanged,
-            failed=s.failed,
-            skipped=s.skipped,
-            activities=s.activities,
-            api_calls=s.api_calls,
-            rate_limited=s.rate_limited,
-        )
+        names = ("processed", "created", "updated", "unchanged", "failed", "skipped", "activities", "api_calls",
+                 "rate_limited")
+        delta = {name: getattr(self.stats, name) - self._reported.get(name, 0) for name in names}
+        if any(delta.values()):
+            SyncRun.objects.filter(pk=self.run.pk).update(**{name: F(name) + value for name, value in delta.items()})
+            self._reported = {name: getattr(self.stats, name) for name in names}
 
 
 def _suppressed_ids(account, prospects) -> set[int]:

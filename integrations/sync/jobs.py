@@ -16,7 +16,7 @@ import time
 import uuid
 
 from django.conf import settings
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
@@ -198,30 +198,54 @@ def run_batch(connection_id: int) -> dict:
         return limiter.daily_budget_left() < BATCH_DAILY_RESERVE
 
     run = SyncRun.objects.create(connection=connection, mode=RunMode.BATCH, total=total)
-    return _as_dict(_finish_run(run, Flusher(connection_id, worker_id=worker_id(), run=run, stop=stop)))
+    flusher = Flusher(connection_id, worker_id=worker_id(), run=run, stop=stop)
+    return _as_dict(_finish_run(run, flusher, threads=settings.SYNC_FLUSH_THREADS))
 
 
-def _finish_run(run: SyncRun, flusher: Flusher) -> FlushStats:
+def _finish_run(run: SyncRun, flusher: Flusher, *, threads: int = 1) -> FlushStats:
+    """Flush with ``threads`` flushers of the same connection (each claims its own rows with
+    SKIP LOCKED; all share the connection's rate limiter), then close the run. The flushers add
+    their counts to the run as they go."""
     try:
-        stats = flusher.flush()
+        stats = _parallel(flusher, threads)
     except Exception as exc:
         SyncRun.objects.filter(pk=run.pk).update(
             state=RunState.FAILED, finished_at=timezone.now(), error=f"{type(exc).__name__}: {exc}"[:2000]
         )
         raise
-    SyncRun.objects.filter(pk=run.pk).update(
-        state=RunState.DONE,
-        finished_at=timezone.now(),
-        processed=stats.processed,
-        created=stats.created,
-        updated=stats.updated,
-        unchanged=stats.unchanged,
-        failed=stats.failed,
-        skipped=stats.skipped,
-        activities=stats.activities,
-        api_calls=stats.api_calls,
-        rate_limited=stats.rate_limited,
-    )
+    SyncRun.objects.filter(pk=run.pk).update(state=RunState.DONE, finished_at=timezone.now())
+    return stats
+
+
+def _parallel(flusher: Flusher, threads: int) -> FlushStats:
+    if threads <= 1:
+        return flusher.flush()
+    helpers = [
+        Flusher(flusher.connection_id, worker_id=worker_id(), run=flusher.run, stop=flusher.stop)
+        for _ in range(threads - 1)
+    ]
+    errors: list[BaseException] = []
+
+    def run_helper(helper: Flusher) -> None:
+        try:
+            helper.flush()
+        except BaseException as exc:  # surfaced below, after every thread has stopped
+            errors.append(exc)
+        finally:
+            close_old_connections()
+
+    started = [threading.Thread(target=run_helper, args=(helper,), name="flush-helper") for helper in helpers]
+    for thread in started:
+        thread.start()
+    stats = flusher.flush()
+    for thread in started:
+        thread.join()
+    if errors:
+        raise errors[0]
+    for helper in helpers:
+        for name in ("processed", "created", "updated", "unchanged", "failed", "skipped", "held", "retried",
+                     "activities", "relinked", "rate_limited", "api_calls"):
+            setattr(stats, name, getattr(stats, name) + getattr(helper.stats, name))
     return stats
 
 
@@ -237,7 +261,8 @@ def sync_now(connection_id: int, prospect_ids: list[int] | None = None, started_
     connection = Connection.objects.get(pk=connection_id)
     total = enqueue_prospects(connection, prospect_ids)
     run = SyncRun.objects.create(connection=connection, mode=RunMode.MANUAL, started_by_id=started_by_id, total=total)
-    _finish_run(run, Flusher(connection_id, worker_id=worker_id(), run=run, stop=STOP_REQUESTED.is_set))
+    flusher = Flusher(connection_id, worker_id=worker_id(), run=run, stop=STOP_REQUESTED.is_set)
+    _finish_run(run, flusher, threads=settings.SYNC_FLUSH_THREADS)
     return run.pk
 
 
@@ -251,7 +276,7 @@ def start_sync_now(connection: Connection, prospect_ids: list[int] | None, user=
 def retry_rows(queryset) -> int:
     """Put failed (or held, or retry-scheduled) rows back in the queue now; kick real-time ones."""
     now = timezone.now()
-    connection_ids = set(queryset.values_list("connection_id", flat=True))
+    connection_ids = set(queryset.values_list("connection_id", flat=True).distinct())
     count = queryset.exclude(state__in=[OutboxState.DONE, OutboxState.IN_FLIGHT]).update(
         state=OutboxState.PENDING, next_attempt_at=now, attempts=0, hold_reason="", updated_at=now
     )

@@ -42,9 +42,9 @@ class PayloadBuilder:
         """The cached CRM schema, fetched once if it never was (may raise a CrmError)."""
         if self._schema is None:
             cached = schema_for(self.connection, self.object_kind)
-            self._schema = (
-                cached if cached is not None else refresh_schema(self.connection, self.object_kind).field_schemas()
-            )
+            if cached is None:
+                cached = refresh_schema(self.connection, self.object_kind, describe=self.describe).field_schemas()
+            self._schema = cached
         return self._schema
 
     def build(self, prospects: Iterable[Prospect], links: Mapping[int, RecordLink]) -> dict[int, PersonPayload]:

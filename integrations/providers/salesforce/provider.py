@@ -17,7 +17,9 @@ PROVIDER = ProviderSpec(
         authorize_url="https://login.salesforce.com/services/oauth2/authorize",
         token_url="https://login.salesforce.com/services/oauth2/token",
         revoke_url="https://login.salesforce.com/services/oauth2/revoke",
-        scopes=("api", "refresh_token"),
+        # api: REST and Bulk API; refresh_token: offline access; id: the identity service
+        # (userinfo), which tells connect() which org and user the token belongs to.
+        scopes=("api", "refresh_token", "id"),
         pkce=True,
         client_auth="body",
         # Rotation is a per-app setting in Salesforce; when it is on, each refresh returns a new one.
