@@ -35,18 +35,21 @@ def connect(
     its mapping and links.
     """
     spec = get_provider(provider)
-    connector = spec.connector_class()(ConnectionCredentials(tokens.access_token, tokens.api_base_url))
+    connector = spec.connector_class()(
+        ConnectionCredentials(tokens.access_token, tokens.api_base_url, extra=dict(tokens.extra))
+    )
     identity = connector.identity()
     with transaction.atomic():
-        connection = (
-            Connection.objects.select_for_update().filter(account=account, provider=provider).live().first()
-            or Connection(account=account, provider=provider)
-        )
+        connection = Connection.objects.select_for_update().filter(
+            account=account, provider=provider
+        ).live().first() or Connection(account=account, provider=provider)
         is_new = connection.pk is None
         store_tokens(connection, tokens)
         if auth_kind != AuthKind.OAUTH:
             connection.refresh_token = ""
         connection.auth_kind = auth_kind
+        if tokens.extra:
+            connection.auth_extra = dict(tokens.extra)
         connection.status = ConnectionStatus.ACTIVE
         connection.status_reason = ""
         connection.crm_account_id = identity.account_id
@@ -85,6 +88,11 @@ def disconnect(connection: Connection, *, request: HttpRequest | None = None, ac
         connection.disconnected_at = timezone.now()
         connection.activated_at = None
         connection.save()
-        record("connection.disconnected", request=request, actor_label=actor_label, obj=connection,
-               changes={"revoked_at_crm": revoked})
+        record(
+            "connection.disconnected",
+            request=request,
+            actor_label=actor_label,
+            obj=connection,
+            changes={"revoked_at_crm": revoked},
+        )
     return revoked

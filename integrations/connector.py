@@ -55,6 +55,8 @@ class TokenSet:
     # (Salesforce instance_url, Pipedrive/Zoho api_domain).
     api_base_url: str | None = None
     raw_fields: tuple[str, ...] = ()  # names of the fields the answer had, for diagnostics (no values)
+    # Non-secret connection values besides the token (ProviderSpec.token_extra_fields).
+    extra: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

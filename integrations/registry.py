@@ -74,6 +74,10 @@ class ProviderSpec:
     connector_path: str  # dotted path of the Connector subclass
     docs_url: str
     token_help: str = ""  # where an owner finds a token or API key, shown on the connect page
+    # Non-secret values a token connection needs besides the token, as (name, label) pairs,
+    # e.g. Copper's ("user_email", "Copper user e-mail"). Stored on Connection.auth_extra and
+    # handed to the connector as ConnectionCredentials.extra.
+    token_extra_fields: tuple[tuple[str, str], ...] = ()
 
     # -- endpoints, with settings overrides ---------------------------------------------------------
     def _endpoint_override(self, key: str) -> str | None:

@@ -76,6 +76,8 @@ class Connection(models.Model):
     scopes = models.JSONField(default=list, blank=True)
     # Per-connection API base (Salesforce instance_url, Pipedrive/Zoho api_domain, or --api-url).
     api_base_url = models.URLField(max_length=300, blank=True)
+    # Non-secret values a token connection needs besides the token (ProviderSpec.token_extra_fields).
+    auth_extra = models.JSONField(default=dict, blank=True)
     # Secret for authenticating this connection's inbound webhooks.
     webhook_secret = StrictEncryptedTextField(blank=True, default="")
 
@@ -121,7 +123,9 @@ class Connection(models.Model):
     def credentials(self):
         from integrations.connector import ConnectionCredentials
 
-        return ConnectionCredentials(access_token=self.access_token, api_base_url=self.api_base_url or None)
+        return ConnectionCredentials(
+            access_token=self.access_token, api_base_url=self.api_base_url or None, extra=dict(self.auth_extra)
+        )
 
     def connector(self, **http_hooks):
         """A connector for this connection with its current credentials (see integrations.credentials

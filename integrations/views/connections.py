@@ -33,13 +33,27 @@ def redirect_uri_for(provider: str) -> str:
 
 
 class TokenConnectForm(forms.Form):
+    """The token, an optional API URL, and the provider's extra non-secret fields (e.g. a user e-mail)."""
+
     token = forms.CharField(
         label="Access token or API key", widget=forms.PasswordInput(render_value=False), max_length=2000, strip=True
     )
     api_url = forms.URLField(
-        label="API URL (optional)", required=False, max_length=300, assume_scheme="https",
+        label="API URL (optional)",
+        required=False,
+        max_length=300,
+        assume_scheme="https",
         help_text="Only for CRMs whose API lives on your own host (e.g. a Salesforce instance URL).",
     )
+
+    def __init__(self, *args, extra_fields: tuple[tuple[str, str], ...] = (), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.extra_names = [name for name, _label in extra_fields]
+        for name, label in extra_fields:
+            self.fields[name] = forms.CharField(label=label, max_length=300)
+
+    def extra_values(self) -> dict[str, str]:
+        return {name: self.cleaned_data[name] for name in self.extra_names}
 
 
 def _page(request: HttpRequest, token_forms: dict | None = None, status: int = 200) -> HttpResponse:
@@ -48,14 +62,17 @@ def _page(request: HttpRequest, token_forms: dict | None = None, status: int = 2
     connected = {c.provider for c in live}
     offers = []
     for spec in providers().values():
-        offers.append({
-            "spec": spec,
-            "connected": spec.name in connected,
-            "oauth": spec.oauth_configured,
-            "token": any(kind != AUTH_OAUTH for kind in spec.auth_kinds),
-            "form": (token_forms or {}).get(spec.name) or TokenConnectForm(prefix=spec.name),
-            "redirect_uri": redirect_uri_for(spec.name),
-        })
+        offers.append(
+            {
+                "spec": spec,
+                "connected": spec.name in connected,
+                "oauth": spec.oauth_configured,
+                "token": any(kind != AUTH_OAUTH for kind in spec.auth_kinds),
+                "form": (token_forms or {}).get(spec.name)
+                or TokenConnectForm(prefix=spec.name, extra_fields=spec.token_extra_fields),
+                "redirect_uri": redirect_uri_for(spec.name),
+            }
+        )
     return render(request, "integrations/connections.html", {"connections": live, "offers": offers}, status=status)
 
 
@@ -76,7 +93,9 @@ def start_oauth(request: HttpRequest, provider: str) -> HttpResponse:
     except oauth.OAuthNotConfigured as exc:
         messages.error(request, str(exc))
         return redirect("integrations:connections", account_slug=request.account.slug)
-    flows = {k: v for k, v in request.session.get(SESSION_KEY, {}).items() if v["started"] > time.time() - OAUTH_FLOW_TTL}
+    flows = {
+        k: v for k, v in request.session.get(SESSION_KEY, {}).items() if v["started"] > time.time() - OAUTH_FLOW_TTL
+    }
     flows[auth.state] = {
         "provider": provider,
         "account": request.account.pk,
@@ -95,15 +114,24 @@ def oauth_callback(request: HttpRequest, provider: str) -> HttpResponse:
     flow = flows.pop(state, None) if state else None
     request.session[SESSION_KEY] = flows  # single use: the state is gone whatever happens next
     if flow is None or flow["provider"] != provider or flow["started"] < time.time() - OAUTH_FLOW_TTL:
-        return render(request, "integrations/oauth_problem.html", {
-            "problem": "This sign-in answer does not match a connection you started in this browser, or it was "
-                       "already used or has expired. Start the connection again from the CRM page.",
-        }, status=400)
+        return render(
+            request,
+            "integrations/oauth_problem.html",
+            {
+                "problem": "This sign-in answer does not match a connection you started in this browser, or it was "
+                "already used or has expired. Start the connection again from the CRM page.",
+            },
+            status=400,
+        )
     membership = Membership.objects.filter(account_id=flow["account"], user=request.user).select_related("account")
     membership = membership.first()
     if membership is None or not membership.has_role("admin"):
-        return render(request, "integrations/oauth_problem.html",
-                      {"problem": "You can no longer manage this account's CRM connection."}, status=403)
+        return render(
+            request,
+            "integrations/oauth_problem.html",
+            {"problem": "You can no longer manage this account's CRM connection."},
+            status=403,
+        )
     account = membership.account
     spec = get_provider(provider)
     back = redirect("integrations:connections", account_slug=account.slug)
@@ -134,11 +162,15 @@ def connect_with_token(request: HttpRequest, provider: str) -> HttpResponse:
     if provider not in providers():
         return _page(request, status=404)
     spec = get_provider(provider)
-    form = TokenConnectForm(request.POST, prefix=provider)
+    form = TokenConnectForm(request.POST, prefix=provider, extra_fields=spec.token_extra_fields)
     if not form.is_valid():
         return _page(request, {provider: form}, status=400)
     kind = next(k for k in spec.auth_kinds if k != AUTH_OAUTH)
-    tokens = TokenSet(access_token=form.cleaned_data["token"], api_base_url=form.cleaned_data["api_url"] or None)
+    tokens = TokenSet(
+        access_token=form.cleaned_data["token"],
+        api_base_url=form.cleaned_data["api_url"] or None,
+        extra=form.extra_values(),
+    )
     try:
         connection = connect(request.account, provider, tokens, auth_kind=kind, request=request)
     except CrmError as exc:
