@@ -90,6 +90,9 @@ class Connection(models.Model):
     score_threshold = models.PositiveIntegerField(default=0)
     activated_at = models.DateTimeField(null=True, blank=True, help_text="When sync was switched on.")
     last_batch_at = models.DateTimeField(null=True, blank=True, help_text="When the last batch window was taken.")
+    failure_digest_at = models.DateTimeField(
+        null=True, blank=True, help_text="Failures up to this time have been reported to the owner."
+    )
 
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     connected_at = models.DateTimeField(default=timezone.now)

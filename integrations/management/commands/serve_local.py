@@ -16,17 +16,18 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
 from integrations.sandbox.registry import start_sandboxes
-from integrations.sync import jobs
 
 log = logging.getLogger(__name__)
 
-TIMETABLE = ((jobs.sweep, 15), (jobs.dispatch_due_batches, 60))
 
 
 def run_timetable(stop: threading.Event) -> None:
+    """crmsync/cron.py's timetable on a thread, for the embedded default without Redis."""
+    from crmsync.cron import TIMETABLE
+
     last = dict.fromkeys(range(len(TIMETABLE)), 0.0)
     while not stop.wait(1.0):
-        for index, (job, every) in enumerate(TIMETABLE):
+        for index, (job, _queue, every) in enumerate(TIMETABLE):
             if time.monotonic() - last[index] >= every:
                 last[index] = time.monotonic()
                 try:
