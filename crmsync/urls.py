@@ -12,4 +12,5 @@ urlpatterns = [
     path("", include("integrations.urls", namespace="integrations")),
     path("", include("mapping.urls", namespace="mapping")),
     path("", include("scoring.urls", namespace="scoring")),
+    path("", include("scoring.triggers.urls", namespace="triggers")),
 ]

@@ -92,3 +92,4 @@ class ConnectionAdmin(admin.ModelAdmin):
 
 # The sync engine's tables (outbox, runs, links) have their own admin module.
 from integrations import admin_sync  # noqa: E402, F401
+from integrations.webhooks_out import admin as _webhooks_admin  # noqa

@@ -14,5 +14,10 @@ class IntegrationsConfig(AppConfig):
         from integrations import dashboard  # noqa: F401 - registers the "Sync status" nav entry
 
         navigation.register("CRM connection", "integrations:connections", order=10)
+        navigation.register("Webhooks", "integrations:webhooks", order=60)
         # Outbox rows are written in the ingest transaction (DESIGN.md data flow).
         register_ingest_hook(enqueue_for_events)
+
+        from integrations.webhooks_out import hooks as webhook_hooks
+
+        webhook_hooks.install()  # idempotent: capsule events and grade changes → outgoing webhooks

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from integrations.connector import Connector
 
 # The one list of CRMs. Order is the order they are offered to owners.
-PROVIDER_PACKAGES: tuple[str, ...] = ("hubspot", "salesforce")
+PROVIDER_PACKAGES: tuple[str, ...] = ("hubspot", "salesforce", "zoho")
 
 AUTH_OAUTH = "oauth"
 AUTH_PRIVATE_APP_TOKEN = "private_app_token"
@@ -78,6 +78,8 @@ class ProviderSpec:
     # e.g. Copper's ("user_email", "Copper user e-mail"). Stored on Connection.auth_extra and
     # handed to the connector as ConnectionCredentials.extra.
     token_extra_fields: tuple[tuple[str, str], ...] = ()
+    # The person object's owner field, for workflow triggers that assign an owner ("" = none).
+    owner_field: str = ""
 
     # -- endpoints, with settings overrides ---------------------------------------------------------
     def _endpoint_override(self, key: str) -> str | None:

@@ -16,4 +16,6 @@ urlpatterns = [
     path("oauth/callback/<str:provider>/", connections.oauth_callback, name="oauth_callback"),
     # Sync status, sync settings, failed records (integrations/sync_urls.py).
     path("", include("integrations.sync_urls")),
+    path("", include("integrations.inbound.urls")),  # CRM webhooks (CSRF-exempt) and the conflicts page
+    path("", include("integrations.webhooks_out.urls")),
 ]

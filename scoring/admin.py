@@ -244,3 +244,6 @@ class ScoreRecomputeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="Progress")
     def progress(self, recompute: ScoreRecompute) -> str:
         return f"{recompute.done}/{recompute.total} ({recompute.percent} %)"
+
+
+import scoring.triggers.admin  # noqa: E402,F401 - workflow triggers register their admins

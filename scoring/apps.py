@@ -14,6 +14,7 @@ class ScoringConfig(AppConfig):
         from crmsync.views.overview import register_panel
         from scoring import receivers, sources
         from scoring.hooks import score_ingested
+        from scoring.triggers.hooks import install as install_triggers
         from scoring.views.overview import overview_panel_context
 
         post_save.connect(receivers.create_default_scoring, sender=Account, dispatch_uid="scoring.default_rules")
@@ -29,6 +30,7 @@ class ScoringConfig(AppConfig):
                 "scoring needs crmsync.ingest.register_ingest_hook to score prospects as events arrive"
             ) from exc
         register_ingest_hook(score_ingested)
+        install_triggers()  # after score_ingested, so trigger rules see this ingest's scores and grades
 
         try:
             sources.register()

@@ -209,3 +209,6 @@ class ScoringAccount(Account):
         proxy = True
         verbose_name = "account scoring"
         verbose_name_plural = "account scoring"
+
+
+from scoring.models_triggers import TriggerFiring, TriggerRule  # noqa: E402,F401

@@ -41,3 +41,39 @@ __all__ = [
     "SyncMode",
     "SyncRun",
 ]
+
+from integrations.models.webhooks_out import (
+    DUE_STATES,
+    DeliveryState,
+    WebhookDelivery,
+    WebhookSource,
+    WebhookSubscription,
+)
+
+__all__ += ["DUE_STATES", "DeliveryState", "WebhookDelivery", "WebhookSource", "WebhookSubscription"]
+
+from integrations.models.inbound import (  # noqa: E402
+    ConflictWinner,
+    DealLink,
+    InboundEvent,
+    InboundState,
+    InboundVia,
+    PollCursor,
+    PollSchedule,
+    ProspectCrmData,
+    SyncConflict,
+    WebhookRegistration,
+)
+
+__all__ += [
+    "ConflictWinner",
+    "DealLink",
+    "InboundEvent",
+    "InboundState",
+    "InboundVia",
+    "PollCursor",
+    "PollSchedule",
+    "ProspectCrmData",
+    "SyncConflict",
+    "WebhookRegistration",
+]

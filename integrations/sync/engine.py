@@ -22,7 +22,15 @@ from crmsync.models import Event, Prospect, Suppression
 from crmsync.models.privacy import suppression_hash
 from integrations import credentials
 from integrations.connector import CONTACT, LEAD, Connector, PersonInput, WriteOutcome
-from integrations.errors import AuthError, ConfigurationError, CrmError, NotFound, RateLimited, RetryableError
+from integrations.errors import (
+    AuthError,
+    ConfigurationError,
+    CrmError,
+    NotFound,
+    RateLimited,
+    RecordError,
+    RetryableError,
+)
 from integrations.models import (
     Connection,
     ConnectionStatus,
@@ -476,9 +484,12 @@ class Flusher:
                 field_writes.append((item, link.crm_id, built))
             else:
                 groups[render.GROUP_OF_KIND[item.kind]].append((item, built))
-        for item, crm_id, fields in field_writes:
+        for item, crm_id, work in field_writes:
             try:
-                self._call(lambda c, crm_id=crm_id, fields=fields: c.set_fields(self.person_kind, crm_id, fields))
+                self._call(lambda c, crm_id=crm_id, work=work: self._write_fields(c, crm_id, work))
+            except render.UnsupportedWork as exc:
+                self._finish(item, OutboxState.FAILED, error=RecordError(str(exc), code="unsupported"))
+                continue
             except CrmError as error:
                 if error.kind == "record":
                     self._finish(item, OutboxState.FAILED, error=error)
@@ -515,6 +526,22 @@ class Flusher:
                 else:
                     self._finish(item, OutboxState.FAILED, error=outcome.error)
         self._save(items)
+
+    def _write_fields(self, connector: Connector, crm_id: str, work: render.FieldWork) -> None:
+        """Field writes from workflow triggers: plain fields, the owner (the provider's owner field),
+        or a list/campaign (connectors that have lists offer ``add_to_list``)."""
+        if work.list_id is not None:
+            add_to_list = getattr(connector, "add_to_list", None)
+            if add_to_list is None:
+                raise render.UnsupportedWork(f"{self.spec.label} has no lists or campaigns we can add people to")
+            add_to_list(self.person_kind, crm_id, work.list_id)
+            return
+        fields = dict(work.fields)
+        if work.owner_id is not None:
+            if not self.spec.owner_field:
+                raise render.UnsupportedWork(f"{self.spec.label}: assigning an owner is not supported")
+            fields[self.spec.owner_field] = work.owner_id
+        connector.set_fields(self.person_kind, crm_id, fields)
 
     # -- run bookkeeping ---------------------------------------------------------------------------
     def _save_run_progress(self) -> None:

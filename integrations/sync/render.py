@@ -7,6 +7,7 @@ The idempotency key of each item is our event's id, stable across retries and re
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from crmsync.models import Event, Prospect
 from integrations.connector import ActivityInput, DealInput, NoteInput, TaskInput
@@ -130,8 +131,31 @@ def work_input(item: OutboxItem, event: Event | None, prospect: Prospect, person
             owner_id=payload.get("owner_id") or None,
         )
     if item.kind == OutboxKind.FIELDS:
+        return field_work(payload)
+    raise ValueError(f"{item.kind} work needs an event or a payload")
+
+
+class UnsupportedWork(Exception):
+    """The CRM cannot do this kind of work (e.g. lists, owner assignment): a permanent failure."""
+
+
+@dataclass(frozen=True)
+class FieldWork:
+    """What a FIELDS row asks for: fields to set, an owner to assign, or a list to join."""
+
+    fields: dict
+    owner_id: str | None = None
+    list_id: str | None = None
+
+
+def field_work(payload: dict) -> FieldWork:
+    if "fields" in payload:
         fields = payload["fields"]
         if not isinstance(fields, dict) or not fields:
             raise ValueError("fields must be a non-empty object")
-        return dict(fields)
-    raise ValueError(f"{item.kind} work needs an event or a payload")
+        return FieldWork(fields=dict(fields))
+    if payload.get("owner_id"):
+        return FieldWork(fields={}, owner_id=str(payload["owner_id"]))
+    if payload.get("list_id"):
+        return FieldWork(fields={}, list_id=str(payload["list_id"]))
+    raise ValueError("a fields row needs fields, owner_id or list_id")

@@ -50,7 +50,13 @@ def _salesforce(ca: LocalCA):
     return SalesforceEmulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET), ca
 
 
-EMULATORS = {"hubspot": _hubspot, "salesforce": _salesforce}
+def _zoho(ca: LocalCA):
+    from integrations.sandbox.zoho import ZohoEmulator
+
+    return ZohoEmulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET), ca
+
+
+EMULATORS = {"hubspot": _hubspot, "salesforce": _salesforce, "zoho": _zoho}
 
 
 @dataclass

@@ -17,6 +17,7 @@ from integrations.models import OutboxItem, OutboxKind, OutboxState, RecordLink,
 from integrations.sandbox.probes import duplicates
 from integrations.sync.engine import Flusher
 from integrations.sync.jobs import sync_now
+from integrations.sync.outbox import insert_rows
 from mapping.models import FieldMapping
 from mapping.schema import refresh_schema
 from tests.e2e.conftest import drain, event
@@ -194,3 +195,32 @@ def test_an_erased_person_is_never_recreated(crm, account, post_events):
     assert result["suppressed"] == 1
     drain()
     assert crm.emails() == []
+
+
+def test_workflow_trigger_actions_reach_the_crm_exactly_once(crm, account, post_events):
+    connection = crm.connect(account)
+    post_events(event("e1", "ann@example.com"))
+    drain()
+    prospect = Prospect.objects.get(email="ann@example.com")
+    due = "2030-01-02T09:00:00+00:00"
+
+    def rows() -> list[OutboxItem]:
+        base = {"firing_id": 1, "firing_key": "rule:1:event:1", "rule_id": 1, "rule_name": "Hot lead"}
+        return [
+            OutboxItem(connection=connection, prospect=prospect, kind=OutboxKind.TASK, dedupe_key="trigger:1:0",
+                       payload={**base, "action": "create_task", "action_index": 0, "subject": "Call Ann",
+                                "body": "She asked about SSO", "due_at": due, "owner_id": None}),
+            OutboxItem(connection=connection, prospect=prospect, kind=OutboxKind.NOTE, dedupe_key="trigger:1:1",
+                       payload={**base, "action": "add_note", "action_index": 1, "body": "Hot lead", "occurred_at": due}),
+            OutboxItem(connection=connection, prospect=prospect, kind=OutboxKind.FIELDS, dedupe_key="trigger:1:2",
+                       payload={**base, "action": "add_to_list", "action_index": 2, "list_id": "nurture"}),
+        ]
+
+    insert_rows(rows())
+    drain()
+    insert_rows(rows())  # a retried firing writes the same rows: absorbed by their dedupe keys
+    drain()
+    keys = crm.engagement_keys()
+    assert keys.count("trigger:1:0") == 1 and keys.count("trigger:1:1") == 1
+    unsupported = OutboxItem.objects.get(dedupe_key="trigger:1:2")
+    assert unsupported.state == OutboxState.FAILED and "lists" in unsupported.last_error

@@ -53,6 +53,7 @@ PROVIDER = ProviderSpec(
     ),
     webhook_signature="X-HubSpot-Signature-v3 (HMAC-SHA256 of method, URI, body and timestamp; base64)",
     record_types=("contact",),
+    owner_field="hubspot_owner_id",
     connector_path="integrations.providers.hubspot.connector.HubSpotConnector",
     docs_url="https://developers.hubspot.com/docs/api/crm/contacts",
     token_help="HubSpot → Settings → Integrations → Private apps → your app → Access token.",

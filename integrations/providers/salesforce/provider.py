@@ -37,6 +37,7 @@ PROVIDER = ProviderSpec(
     ),
     webhook_signature="none: changes are polled by SystemModstamp",
     record_types=("lead", "contact"),
+    owner_field="OwnerId",
     connector_path="integrations.providers.salesforce.connector.SalesforceConnector",
     docs_url="https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/",
     token_help="An access token (session id) and the org's instance URL (https://yourorg.my.salesforce.com).",
