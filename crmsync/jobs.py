@@ -45,8 +45,9 @@ def _in_process_executor() -> ThreadPoolExecutor:
         return _executor
 
 
-def dispatch_now(func: Callable[..., Any] | str, *args: Any, queue: str = "default", job_id: str | None = None,
-                 **kwargs: Any) -> None:
+def dispatch_now(
+    func: Callable[..., Any] | str, *args: Any, queue: str = "default", job_id: str | None = None, **kwargs: Any
+) -> None:
     path = _job_path(func)
     if settings.REDIS_URL:
         import django_rq
@@ -64,7 +65,8 @@ def dispatch_now(func: Callable[..., Any] | str, *args: Any, queue: str = "defau
         _in_process_executor().submit(_run_in_process, path, args, kwargs)
 
 
-def enqueue(func: Callable[..., Any] | str, *args: Any, queue: str = "default", job_id: str | None = None,
-            **kwargs: Any) -> None:
+def enqueue(
+    func: Callable[..., Any] | str, *args: Any, queue: str = "default", job_id: str | None = None, **kwargs: Any
+) -> None:
     """Dispatch ``func(*args, **kwargs)`` once the current transaction commits."""
     transaction.on_commit(lambda: dispatch_now(func, *args, queue=queue, job_id=job_id, **kwargs))

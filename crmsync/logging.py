@@ -7,11 +7,20 @@ import re
 
 # Bearer/Zoho/Token headers, OAuth form and query fields, our own API keys, and JSON token fields.
 _PATTERNS = [
-    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(bearer|basic|zoho-oauthtoken|token token=)?\s*[^'\"\s,}]+"),
-     r"\1\2 [REDACTED]"),
+    (
+        re.compile(
+            r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(bearer|basic|zoho-oauthtoken|token token=)?\s*[^'\"\s,}]+"
+        ),
+        r"\1\2 [REDACTED]",
+    ),
     (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+"), r"\1 [REDACTED]"),
-    (re.compile(r"(?i)((?:access_token|refresh_token|client_secret|api_token|api_key|apikey|code_verifier|"
-                r"password|secret|token)['\"]?\s*[:=]\s*['\"]?)[^&'\"\s,}]+"), r"\1[REDACTED]"),
+    (
+        re.compile(
+            r"(?i)((?:access_token|refresh_token|client_secret|api_token|api_key|apikey|code_verifier|"
+            r"password|secret|token)['\"]?\s*[:=]\s*['\"]?)[^&'\"\s,}]+"
+        ),
+        r"\1[REDACTED]",
+    ),
     (re.compile(r"csk_[A-Za-z0-9_-]{8,}"), "csk_[REDACTED]"),
 ]
 

@@ -205,7 +205,7 @@ SYNC_MAX_ATTEMPTS = env_int("SYNC_MAX_ATTEMPTS", 10, minimum=1)
 # so our own work overlaps the CRM's answers and the run sits on the rate-limit floor.
 SYNC_FLUSH_THREADS = env_int("SYNC_FLUSH_THREADS", 2, minimum=1)
 # Real time: how long a worker waits for more events of the same burst before flushing.
-SYNC_COALESCE_SECONDS = env_parsed("SYNC_COALESCE_SECONDS", 0.2, float, "a number of seconds")
+SYNC_COALESCE_SECONDS = env_parsed("SYNC_COALESCE_SECONDS", 0.5, float, "a number of seconds")
 
 # Sandbox CRMs (loopback emulators) for the demo and tests; production turns them off.
 SANDBOX_ENABLED = env_bool("SANDBOX_ENABLED", DEBUG)

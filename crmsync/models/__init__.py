@@ -1,6 +1,6 @@
 from crmsync.models.audit import AuditEntry
-from crmsync.models.capsules import Capsule, Event, EventType, Prospect, Visitor
-from crmsync.models.privacy import Suppression
+from crmsync.models.capsules import Capsule, Event, EventType, Prospect, Visitor, normalise_email
+from crmsync.models.privacy import Suppression, suppression_hash
 from crmsync.models.tenancy import Account, ApiKey, Membership, Role
 
 __all__ = [
@@ -15,4 +15,6 @@ __all__ = [
     "Role",
     "Suppression",
     "Visitor",
+    "normalise_email",
+    "suppression_hash",
 ]

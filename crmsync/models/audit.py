@@ -8,7 +8,7 @@ from django.utils import timezone
 
 
 class AuditEntryQuerySet(models.QuerySet):
-    def update(self, **kwargs):  # noqa: ARG002 - the signature mirrors QuerySet.update
+    def update(self, **kwargs):
         raise PermissionError("audit entries are append-only")
 
     def delete(self):

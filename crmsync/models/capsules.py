@@ -84,6 +84,9 @@ class Visitor(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["account", "visitor_id"], name="visitor_unique_id")]
 
+    def __str__(self) -> str:
+        return self.visitor_id
+
 
 class EventType(models.TextChoices):
     CAPSULE_VIEWED = "capsule_viewed", "Capsule viewed"

@@ -26,6 +26,10 @@ class Suppression(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["account", "email_hash"], name="suppression_unique_hash")]
 
+    def __str__(self) -> str:
+        # The hash only: the address itself is what we no longer keep.
+        return f"suppressed {self.email_hash[:12]}…"
+
     @classmethod
     def is_suppressed(cls, account: Account, email: str) -> bool:
         return cls.objects.filter(account=account, email_hash=suppression_hash(account, email)).exists()

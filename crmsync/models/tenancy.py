@@ -111,7 +111,11 @@ class ApiKey(models.Model):
     def authenticate(cls, raw_key: str) -> ApiKey | None:
         if not raw_key.startswith(API_KEY_PREFIX):
             return None
-        return cls.objects.active().select_related("account").filter(key_hash=hash_api_key(raw_key)).first()
+        try:
+            # get(), not first(): the hash is unique, and first() would sort by the default ordering.
+            return cls.objects.active().select_related("account").get(key_hash=hash_api_key(raw_key))
+        except cls.DoesNotExist:
+            return None
 
     def revoke(self) -> None:
         if self.revoked_at is None:
