@@ -8,10 +8,11 @@ class IntegrationsConfig(AppConfig):
     def ready(self) -> None:
         from crmsync import navigation
         from crmsync.ingest import register_ingest_hook
-        from integrations import checks  # noqa: F401 - registers the system checks
+        from integrations import (
+            checks,  # noqa: F401 - registers the system checks
+            dashboard,  # noqa: F401 - registers the "Sync status" nav entry
+        )
         from integrations.sync.outbox import enqueue_for_events
-
-        from integrations import dashboard  # noqa: F401 - registers the "Sync status" nav entry
 
         navigation.register("CRM connection", "integrations:connections", order=10)
         navigation.register("Webhooks", "integrations:webhooks", order=60)
@@ -21,3 +22,7 @@ class IntegrationsConfig(AppConfig):
         from integrations.webhooks_out import hooks as webhook_hooks
 
         webhook_hooks.install()  # idempotent: capsule events and grade changes → outgoing webhooks
+
+        from integrations.inbound import registration
+
+        registration.install()  # CRM webhook subscriptions made on connect, removed on disconnect

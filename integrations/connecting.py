@@ -55,6 +55,9 @@ def connect(
         connection.crm_account_id = identity.account_id
         connection.crm_account_name = identity.account_name
         connection.crm_user_email = identity.user_email
+        if identity.user_id:
+            # Who our writes appear as in the CRM (echo suppression of inbound changes).
+            connection.auth_extra = {**(connection.auth_extra or {}), "crm_user_id": identity.user_id}
         connection.connected_at = timezone.now()
         user = getattr(request, "user", None)
         if is_new and user is not None and user.is_authenticated:

@@ -349,6 +349,12 @@ class Connector(ABC):
 
     # -- inbound webhooks ----------------------------------------------------------------------------
     @classmethod
+    def webhook_secret_for(cls, connection: Any) -> str:
+        """The key this connection's inbound webhooks are verified with: a secret registered for the
+        connection, else the OAuth app's client secret (HubSpot signs with it)."""
+        return connection.webhook_secret or cls.spec.client_secret or ""
+
+    @classmethod
     def verify_webhook(cls, method: str, url: str, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
         """Whether an inbound webhook is authentic (constant-time comparison). Default: refuse."""
         return False

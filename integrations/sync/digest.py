@@ -51,9 +51,13 @@ def send_failure_digests() -> int:
                 Q(failure_digest_at__isnull=True) | Q(failure_digest_at__lt=now)
             ).update(failure_digest_at=now)
             if recipients:
-                transaction.on_commit(lambda lines=lines, recipients=recipients, account=account: send_mail(
-                    subject=f"CRM sync: records need attention ({account.name})",
-                    message="\n".join(lines), from_email=None, recipient_list=recipients,
-                ))
+                transaction.on_commit(
+                    lambda lines=lines, recipients=recipients, account=account: send_mail(
+                        subject=f"CRM sync: records need attention ({account.name})",
+                        message="\n".join(lines),
+                        from_email=None,
+                        recipient_list=recipients,
+                    )
+                )
                 sent += 1
     return sent

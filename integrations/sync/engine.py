@@ -31,6 +31,8 @@ from integrations.errors import (
     RecordError,
     RetryableError,
 )
+from integrations.inbound.deals import record_deal_link
+from integrations.inbound.preferences import blocks_outbound
 from integrations.models import (
     Connection,
     ConnectionStatus,
@@ -132,7 +134,14 @@ class Flusher:
             return fn(self.connector)
 
     # -- the loop ----------------------------------------------------------------------------------
-    def flush(self, *, max_batches: int | None = None) -> FlushStats:
+    def flush(self, *, max_batches: int | None = None, drain: bool = True) -> FlushStats:
+        """Work through due rows in passes: a batch of people, then a batch of engagement.
+
+        ``drain=True`` (batch and manual runs) goes on until nothing is due. ``drain=False``
+        (real time) goes on only while passes are full: a partly filled pass means the queue is
+        empty for now, and whatever arrives next is gathered by the next kick's coalescing
+        window, so a steady trickle of events costs a few calls a second, not a few per event.
+        """
         if self.connection.status != ConnectionStatus.ACTIVE:
             return self.stats
         try:
@@ -146,25 +155,25 @@ class Flusher:
         person_batch = self.spec.batch_sizes["upsert"]
         engagement_batch = self.spec.batch_sizes.get("activities", person_batch)
         while not self.stop():
-            people = claiming.claim(self.connection_id, self.worker_id, person_batch, kinds=[OutboxKind.PERSON])
-            engagement = (
-                []
-                if people
-                else claiming.claim(self.connection_id, self.worker_id, engagement_batch, kinds=ENGAGEMENT_KINDS)
-            )
-            if not people and not engagement:
-                break
             try:
+                people = claiming.claim(self.connection_id, self.worker_id, person_batch, kinds=[OutboxKind.PERSON])
                 if people:
                     self._sync_people(people)
-                else:
+                engagement = claiming.claim(
+                    self.connection_id, self.worker_id, engagement_batch, kinds=ENGAGEMENT_KINDS
+                )
+                if engagement:
                     self._sync_engagement(engagement)
             except ConnectionPaused:
                 claiming.hand_back(self.worker_id)
                 break
+            if not people and not engagement:
+                break
             batches += 1
             self._save_run_progress()
             if max_batches is not None and batches >= max_batches:
+                break
+            if not drain and len(people) < person_batch and len(engagement) < engagement_batch:
                 break
         self._save_run_progress()
         return self.stats
@@ -439,6 +448,7 @@ class Flusher:
         }
         events = Event.objects.select_related("capsule").in_bulk([i.event_id for i in items if i.event_id])
         prospects = self._prospects({i.prospect_id for i in items})
+        blocked = blocks_outbound(prospects.keys())  # "do not contact" set in the CRM
         open_people = set(
             OutboxItem.objects.filter(
                 connection_id=self.connection_id,
@@ -455,6 +465,9 @@ class Flusher:
             event = events.get(item.event_id) if item.event_id else None
             if prospect is None or prospect.erased:
                 self._finish(item, OutboxState.SKIPPED, result="erased")
+                continue
+            if prospect.pk in blocked:
+                self._finish(item, OutboxState.SKIPPED, result="do not contact")
                 continue
             if event is None and not item.payload:
                 self._finish(item, OutboxState.SKIPPED, result="event gone")
@@ -519,6 +532,8 @@ class Flusher:
                 if outcome is None:
                     self._finish(item, OutboxState.RETRY, error=RetryableError("the CRM gave no result for this item"))
                 elif outcome.error is None:
+                    if group == "deal" and outcome.crm_id:
+                        record_deal_link(self.connection_id, item.prospect_id, outcome.crm_id)
                     self.stats.activities += 1
                     self._finish(item, OutboxState.DONE, result="created" if outcome.created else "existing")
                 elif outcome.error.retryable:
@@ -548,8 +563,17 @@ class Flusher:
         """Add this batch's counts to the run (F() increments: several flushers may share a run)."""
         if self.run is None:
             return
-        names = ("processed", "created", "updated", "unchanged", "failed", "skipped", "activities", "api_calls",
-                 "rate_limited")
+        names = (
+            "processed",
+            "created",
+            "updated",
+            "unchanged",
+            "failed",
+            "skipped",
+            "activities",
+            "api_calls",
+            "rate_limited",
+        )
         delta = {name: getattr(self.stats, name) - self._reported.get(name, 0) for name in names}
         if any(delta.values()):
             SyncRun.objects.filter(pk=self.run.pk).update(**{name: F(name) + value for name, value in delta.items()})

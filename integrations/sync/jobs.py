@@ -87,13 +87,14 @@ def flush_realtime(connection_id: int) -> dict:
     """Flush a real-time connection's due rows until none are left."""
     _clear_kick(connection_id)  # events from now on enqueue another kick
     time.sleep(settings.SYNC_COALESCE_SECONDS)  # let the rest of a burst land: one write for it
-    stats = _flush_with_run(connection_id, RunMode.REALTIME, record_empty=False)
+    stats = _flush_with_run(connection_id, RunMode.REALTIME, record_empty=False, drain=False)
     return _as_dict(stats)
 
 
-def _flush_with_run(connection_id: int, mode: str, *, record_empty: bool = True) -> FlushStats:
+def _flush_with_run(connection_id: int, mode: str, *, record_empty: bool = True, drain: bool = True) -> FlushStats:
     run = SyncRun.objects.create(connection_id=connection_id, mode=mode)
-    stats = _finish_run(run, Flusher(connection_id, worker_id=worker_id(), run=run, stop=STOP_REQUESTED.is_set))
+    flusher = Flusher(connection_id, worker_id=worker_id(), run=run, stop=STOP_REQUESTED.is_set)
+    stats = _finish_run(run, flusher, drain=drain)
     if not record_empty and stats.processed == 0:
         run.delete()  # a kick that found nothing due is not worth a line on the dashboard
     return stats
@@ -202,12 +203,12 @@ def run_batch(connection_id: int) -> dict:
     return _as_dict(_finish_run(run, flusher, threads=settings.SYNC_FLUSH_THREADS))
 
 
-def _finish_run(run: SyncRun, flusher: Flusher, *, threads: int = 1) -> FlushStats:
+def _finish_run(run: SyncRun, flusher: Flusher, *, threads: int = 1, drain: bool = True) -> FlushStats:
     """Flush with ``threads`` flushers of the same connection (each claims its own rows with
     SKIP LOCKED; all share the connection's rate limiter), then close the run. The flushers add
     their counts to the run as they go."""
     try:
-        stats = _parallel(flusher, threads)
+        stats = flusher.flush(drain=False) if not drain else _parallel(flusher, threads)
     except Exception as exc:
         SyncRun.objects.filter(pk=run.pk).update(
             state=RunState.FAILED, finished_at=timezone.now(), error=f"{type(exc).__name__}: {exc}"[:2000]
@@ -243,8 +244,20 @@ def _parallel(flusher: Flusher, threads: int) -> FlushStats:
     if errors:
         raise errors[0]
     for helper in helpers:
-        for name in ("processed", "created", "updated", "unchanged", "failed", "skipped", "held", "retried",
-                     "activities", "relinked", "rate_limited", "api_calls"):
+        for name in (
+            "processed",
+            "created",
+            "updated",
+            "unchanged",
+            "failed",
+            "skipped",
+            "held",
+            "retried",
+            "activities",
+            "relinked",
+            "rate_limited",
+            "api_calls",
+        ):
             setattr(stats, name, getattr(stats, name) + getattr(helper.stats, name))
     return stats
 

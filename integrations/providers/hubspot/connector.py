@@ -26,8 +26,9 @@ private-app tokens cannot use). Tasks are used only for ``create_tasks``, deals 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -74,6 +75,37 @@ SCHEMA_SCOPE = {"deals": "deals", "companies": "companies"}
 
 class HubSpotConnector(Connector):
     spec = PROVIDER
+
+    # -- inbound sync (integrations/inbound/extensions.py) ------------------------------------------
+    # hs_email_optout is HubSpot's "unsubscribed from all e-mail"; HubSpot has no standard
+    # do-not-contact property, so a portal-defined capsule_do_not_contact is honoured too.
+    preference_fields: ClassVar[dict[str, str]] = {
+        "hs_email_optout": "unsubscribed",
+        "capsule_do_not_contact": "do_not_contact",
+    }
+    owner_fields: ClassVar[dict[str, str]] = {"hubspot_owner_id": "owner_id"}
+    deal_stage_field = "dealstage"
+    deal_fields: ClassVar[dict[str, str]] = {"dealname": "name", "amount": "amount", "deal_currency_code": "currency"}
+
+    @classmethod
+    def split_webhook(cls, body: bytes) -> dict[str, list[InboundChange]]:
+        """App-wide deliveries mix portals (HubSpot signs them all with the app's secret): each
+        event's portalId says whose it is, so one portal's events never reach another's connection."""
+        events = json.loads(body)
+        if not isinstance(events, list):
+            raise ValueError("HubSpot sends a JSON array of events")
+        by_portal: dict[str, list[InboundChange]] = {}
+        for event in events:
+            if isinstance(event, Mapping):
+                by_portal.setdefault(str(event.get("portalId")), []).extend(
+                    webhooks.parse(json.dumps([event]).encode())
+                )
+        return by_portal
+
+    def people_of_deal(self, crm_id: str) -> list[str]:
+        """The contacts a deal is associated with (v4 associations)."""
+        answer = self.http.json("GET", f"/crm/v4/objects/deals/{quote(crm_id, safe='')}/associations/contacts") or {}
+        return [str(row["toObjectId"]) for row in answer.get("results") or []]
 
     # -- HTTP ----------------------------------------------------------------------------------------
     @classmethod

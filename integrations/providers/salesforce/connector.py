@@ -26,7 +26,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import requests
@@ -107,6 +107,18 @@ class ApiUsage:
 
 class SalesforceConnector(Connector):
     spec = PROVIDER
+
+    # -- inbound sync (integrations/inbound/extensions.py): changes are polled by SystemModstamp --
+    preference_fields: ClassVar[dict[str, str]] = {"HasOptedOutOfEmail": "unsubscribed", "DoNotCall": "do_not_contact"}
+    owner_fields: ClassVar[dict[str, str]] = {"OwnerId": "owner_id"}
+    deal_stage_field = "StageName"
+    echo_fields = ("LastModifiedById",)
+
+    @classmethod
+    def is_own_change(cls, change: InboundChange, connection) -> bool:
+        """Our writes are made as the connection's API user (stored at connect as crm_user_id)."""
+        ours = (connection.auth_extra or {}).get("crm_user_id")
+        return bool(ours) and str(change.properties.get("LastModifiedById") or "")[:15] == str(ours)[:15]
 
     # -- HTTP ------------------------------------------------------------------------------------------
     @classmethod
