@@ -38,6 +38,17 @@ test: install
 	@CRMSYNC_TESTING=true DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" $(PY) scripts/check_services.py
 	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" $(PY) -m pytest $(PYTEST_ARGS)
 
+# Benchmarks against PostgreSQL, Redis and the sandbox CRMs: one table, and bench-results.json.
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/crmsync_bench
+BENCH_ENV = DATABASE_URL="$(BENCH_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" DEBUG=false LOG_LEVEL=WARNING \
+	ALLOWED_HOSTS=127.0.0.1,localhost,testserver SECRET_KEY=bench-only-secret-key-0123456789-0123456789 \
+	FIELD_ENCRYPTION_KEY=YmVuY2gtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleSE=
+
+bench: install
+	@$(BENCH_ENV) $(PY) scripts/create_database.py
+	$(BENCH_ENV) $(PY) manage.py migrate --noinput -v0
+	$(BENCH_ENV) $(PY) manage.py bench_all $(BENCH_ARGS)
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -35,6 +35,7 @@ from integrations.models import (
     SyncRun,
 )
 from integrations.sync import claim
+from integrations.sync.changes import changed_prospect_ids
 from integrations.sync.engine import ENGAGEMENT_KINDS, Flusher, FlushStats
 from integrations.sync.outbox import enqueue_prospects
 
@@ -185,6 +186,10 @@ def dispatch_due_batches() -> int:
 def run_batch(connection_id: int) -> dict:
     """Flush everything a batch connection collected since its last run, through batch endpoints."""
     connection = Connection.objects.get(pk=connection_id)
+    # Safety net: prospects changed since their last sync but with no queued work (e.g. work
+    # skipped while the connection was paused) are queued too; streamed, a chunk at a time.
+    for chunk in changed_prospect_ids(connection):
+        enqueue_prospects(connection, chunk)
     total = OutboxItem.objects.filter(connection=connection, state__in=[OutboxState.PENDING, OutboxState.RETRY]).count()
     limiter = None
 

@@ -1,0 +1,98 @@
+"""`make bench`: every benchmark, one table of figures beside their targets, and bench-results.json.
+
+Each benchmark is its own management command printing one JSON object as its last line; this
+runs them in turn (as subprocesses, so each starts clean), prints the table and writes the same
+figures as JSON. Sizes can be reduced with --quick for a smoke run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+# (name, command and arguments, quick arguments, [(figure, target text, passes(result) -> bool)])
+BENCHMARKS = [
+    ("ingest", ["bench_ingest"], ["bench_ingest", "--events", "5000", "--single", "500"], [
+        ("batched_events_per_second", ">= 2,000 events/s (issue 2: >= 1,000)", lambda r: r >= 2000),
+        ("single_events_per_second", ">= 200 events/s", lambda r: r >= 200),
+    ]),
+    ("sync hubspot 10k", ["bench_sync", "--provider", "hubspot", "--contacts", "10000"],
+     ["bench_sync", "--provider", "hubspot", "--contacts", "2000"], [
+        ("ratio", "<= 1.2 x the rate-limit floor", lambda r: r is not None and r <= 1.2),
+        ("http_429", "0", lambda r: r == 0),
+        ("duplicates", "0", lambda r: r == 0),
+        ("unchanged_rerun_write_calls", "0", lambda r: r == 0),
+    ]),
+    ("sync hubspot 100k", ["bench_sync", "--provider", "hubspot", "--contacts", "100000"], None, [
+        ("ratio", "<= 1.15 x the rate-limit floor", lambda r: r is not None and r <= 1.15),
+        ("http_429", "0", lambda r: r == 0),
+        ("duplicates", "0", lambda r: r == 0),
+    ]),
+    ("sync salesforce 10k", ["bench_sync", "--provider", "salesforce", "--contacts", "10000"],
+     ["bench_sync", "--provider", "salesforce", "--contacts", "2000"], [
+        ("http_429", "0 refusals", lambda r: r == 0),
+        ("duplicates", "0", lambda r: r == 0),
+        ("unchanged_rerun_write_calls", "0", lambda r: r == 0),
+    ]),
+    ("latency 20/s, 1 worker", ["bench_latency", "--rate", "20", "--seconds", "60", "--workers", "1"],
+     ["bench_latency", "--rate", "20", "--seconds", "15", "--workers", "1"], [
+        ("p99", "<= 5 s", lambda r: r is not None and r <= 5),
+    ]),
+    ("latency 50/s, 2 workers, 5 min",
+     ["bench_latency", "--rate", "50", "--seconds", "300", "--workers", "2", "--target-p99", "2"],
+     ["bench_latency", "--rate", "50", "--seconds", "20", "--workers", "2", "--target-p99", "2"], [
+        ("p99", "<= 2 s", lambda r: r is not None and r <= 2),
+        ("http_429", "0", lambda r: r == 0),
+    ]),
+    ("change detection 1M", ["bench_change_detection", "--prospects", "1000000"],
+     ["bench_change_detection", "--prospects", "100000"], [
+        ("seconds", "<= 60 s", lambda r: r <= 60),
+        ("peak_rss_mb", "< 1024 MB", lambda r: r < 1024),
+    ]),
+]
+
+
+class Command(BaseCommand):
+    help = "Run every benchmark; print one table and write bench-results.json."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--quick", action="store_true", help="Small sizes, for a smoke run.")
+        parser.add_argument("--only", action="append", default=[], help="Run only benchmarks whose name has this.")
+        parser.add_argument("--output", default=str(Path(settings.BASE_DIR) / "bench-results.json"))
+
+    def handle(self, *args, quick: bool, only: list[str], output: str, **options) -> None:
+        results: dict[str, dict] = {}
+        rows: list[tuple[str, str, str, str, str]] = []
+        for name, full, quick_args, checks in BENCHMARKS:
+            if only and not any(word in name for word in only):
+                continue
+            argv = quick_args if quick else full
+            if argv is None:
+                continue
+            self.stderr.write(f"running {name}: manage.py {' '.join(argv)}")
+            completed = subprocess.run(  # noqa: S603 - our own manage.py with fixed arguments
+                [sys.executable, "manage.py", *argv], capture_output=True, text=True, check=False
+            )
+            lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
+            if completed.returncode != 0 or not lines:
+                results[name] = {"error": (completed.stderr or completed.stdout)[-500:]}
+                rows.append((name, "(failed)", "", "", "FAIL"))
+                continue
+            result = json.loads(lines[-1])
+            results[name] = result
+            for figure, target, passes in checks:
+                value = result.get(figure)
+                ok = value is not None and passes(value)
+                rows.append((name, figure, json.dumps(value), target, "ok" if ok else "MISS"))
+        widths = [max(len(row[i]) for row in [("benchmark", "figure", "value", "target", ""), *rows])
+                  for i in range(5)]
+        header = ("benchmark", "figure", "value", "target", "")
+        for row in [header, *rows]:
+            self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        Path(output).write_text(json.dumps({"quick": quick, "results": results}, indent=2))
+        self.stdout.write(f"figures written to {output}")
