@@ -8,6 +8,7 @@ Without Redis, ``serve_local`` runs the same TIMETABLE on a thread.
 from rq import cron
 
 from integrations.inbound import jobs as inbound_jobs
+from integrations.providers.zoho import channels as zoho_channels
 from integrations.sync import digest, jobs
 from integrations.webhooks_out import jobs as webhook_jobs
 from scoring.triggers import jobs as trigger_jobs
@@ -26,6 +27,8 @@ TIMETABLE = (
     (webhook_jobs.deliver_due, "default", 15),
     # Inbound CRM changes: due polls and lost kicks.
     (inbound_jobs.tick, "default", 60),
+    # Zoho notification channels expire within a day: renew them well before.
+    (zoho_channels.renew_due_channels, "default", 3600),
 )
 
 for job, queue, every in TIMETABLE:

@@ -11,6 +11,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from integrations.sandbox.close.probe import CloseProbe
+from integrations.sandbox.copper.probe import CopperProbe
+from integrations.sandbox.dynamics.probe import DynamicsProbe
+from integrations.sandbox.freshsales.probe import FreshsalesProbe
+from integrations.sandbox.pipedrive.probe import PipedriveProbe
+from integrations.sandbox.zoho.probe import ZohoProbe
+
 
 class Probe(Protocol):
     provider: str
@@ -30,6 +37,15 @@ class Probe(Protocol):
     def rate_limited(self, app: Any) -> int:
         """How many times the emulator refused a call for its rate limit (429 or the vendor's kind)."""
 
+    def first_name(self, app: Any, crm_id: str) -> str | None:
+        """The person record's first name."""
+
+    def add_unique_field(self, app: Any) -> str:
+        """Add a custom unique text field to the person object (contacts); return its API name."""
+
+    # The path prefix of batch person writes (tests make it slow to kill a worker mid-batch).
+    batch_write_path: str
+
 
 def _prop(record: dict, name: str) -> Any:
     return (record.get("properties") or {}).get(name)
@@ -38,6 +54,7 @@ def _prop(record: dict, name: str) -> Any:
 @dataclass(frozen=True)
 class HubSpotProbe:
     provider: str = "hubspot"
+    batch_write_path: str = "/crm/v3/objects/contacts/batch"
     engagement_types: tuple[str, ...] = ("notes", "tasks", "calls", "meetings")
 
     def people(self, app: Any) -> list[tuple[str, str]]:
@@ -57,6 +74,14 @@ class HubSpotProbe:
     def rate_limited(self, app: Any) -> int:
         return app.rate_limited_count
 
+    def first_name(self, app: Any, crm_id: str) -> str | None:
+        record = app.get("contacts", crm_id)
+        return _prop(record, "firstname") if record else None
+
+    def add_unique_field(self, app: Any) -> str:
+        app.add_custom_property("contacts", "external_ref", "string", "text", hasUniqueValue=True)
+        return "external_ref"
+
 
 @dataclass(frozen=True)
 class SalesforceProbe:
@@ -64,10 +89,15 @@ class SalesforceProbe:
     ids, and legacy Notes whose Title carries the key (see the Salesforce connector)."""
 
     provider: str = "salesforce"
+    batch_write_path: str = "/services/data/"
 
     def people(self, app: Any) -> list[tuple[str, str]]:
-        return [(r["Id"], str(r.get("Email") or "").lower()) for sobject in ("Contact", "Lead")
-                for r in app.records(sobject) if not (sobject == "Lead" and r.get("IsConverted"))]
+        return [
+            (r["Id"], str(r.get("Email") or "").lower())
+            for sobject in ("Contact", "Lead")
+            for r in app.records(sobject)
+            if not (sobject == "Lead" and r.get("IsConverted"))
+        ]
 
     def engagement_keys(self, app: Any) -> list[str]:
         keys = [r.get("Capsule_Event_Id__c") for r in app.records("Task")]
@@ -84,6 +114,14 @@ class SalesforceProbe:
     def rate_limited(self, app: Any) -> int:
         return app.counters.limit_refusals
 
+    def first_name(self, app: Any, crm_id: str) -> str | None:
+        record = app.get("Contact", crm_id) or app.get("Lead", crm_id)
+        return record.get("FirstName") if record else None
+
+    def add_unique_field(self, app: Any) -> str:
+        app.add_custom_field("Contact", "External_Ref__c", "string", length=40, unique=True)
+        return "External_Ref__c"
+
 
 def _note_key(title: str | None) -> str | None:
     # "[capsule-evt-12] Question asked" → "capsule-evt-12"
@@ -92,7 +130,16 @@ def _note_key(title: str | None) -> str | None:
     return None
 
 
-PROBES: dict[str, Probe] = {"hubspot": HubSpotProbe(), "salesforce": SalesforceProbe()}
+PROBES: dict[str, Probe] = {
+    "hubspot": HubSpotProbe(),
+    "salesforce": SalesforceProbe(),
+    "pipedrive": PipedriveProbe(),
+    "zoho": ZohoProbe(),
+    "close": CloseProbe(),
+    "copper": CopperProbe(),
+    "freshsales": FreshsalesProbe(),
+    "dynamics": DynamicsProbe(),
+}
 
 
 def duplicates(values: Iterable[str]) -> int:

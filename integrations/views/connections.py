@@ -165,7 +165,10 @@ def connect_with_token(request: HttpRequest, provider: str) -> HttpResponse:
     form = TokenConnectForm(request.POST, prefix=provider, extra_fields=spec.token_extra_fields)
     if not form.is_valid():
         return _page(request, {provider: form}, status=400)
-    kind = next(k for k in spec.auth_kinds if k != AUTH_OAUTH)
+    kind = next((k for k in spec.auth_kinds if k != AUTH_OAUTH), None)
+    if kind is None:
+        form.add_error(None, f"{spec.label} connects only through OAuth.")
+        return _page(request, {provider: form}, status=400)
     tokens = TokenSet(
         access_token=form.cleaned_data["token"],
         api_base_url=form.cleaned_data["api_url"] or None,

@@ -27,23 +27,22 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_an_event_creates_the_person_and_its_activity(crm, account, post_events):
     connection = crm.connect(account)
-    post_events(event("e1", "ann@example.com"), event("e2", "ann@example.com", "question_asked",
-                                                      data={"text": "Do you offer SSO?"}))
+    post_events(
+        event("e1", "ann@example.com"),
+        event("e2", "ann@example.com", "question_asked", data={"text": "Do you offer SSO?"}),
+    )
     drain()
     assert crm.emails() == ["ann@example.com"]
     link = RecordLink.objects.get(connection=connection)
     assert link.crm_id == crm.people()[0][0]
     assert sorted(crm.engagement_keys()) == sorted(
-        f"capsule-evt-{pk}" for pk in OutboxItem.objects.filter(
-            connection=connection, kind__in=[OutboxKind.ACTIVITY, OutboxKind.NOTE]).values_list("event_id", flat=True))
+        f"capsule-evt-{pk}"
+        for pk in OutboxItem.objects.filter(
+            connection=connection, kind__in=[OutboxKind.ACTIVITY, OutboxKind.NOTE]
+        ).values_list("event_id", flat=True)
+    )
     assert len(crm.engagement_keys()) == 2
     assert not OutboxItem.objects.exclude(state=OutboxState.DONE).exists()
-
-
-FIRST_NAME = {
-    "hubspot": lambda app, crm_id: app.get("contacts", crm_id)["properties"].get("firstname"),
-    "salesforce": lambda app, crm_id: app.get("Contact", crm_id)["FirstName"],
-}
 
 
 def test_a_later_change_updates_the_same_record(crm, account, post_events):
@@ -54,7 +53,7 @@ def test_a_later_change_updates_the_same_record(crm, account, post_events):
     post_events(event("e2", "ann@example.com", first_name="Annie"))
     drain()
     assert crm.people() == [(first_id, "ann@example.com")]
-    assert FIRST_NAME[crm.provider](crm.app, first_id) == "Annie"
+    assert crm.probe.first_name(crm.app, first_id) == "Annie"
 
 
 def test_a_replayed_event_duplicates_nothing(crm, account, post_events):
@@ -111,8 +110,12 @@ def test_a_429_storm_is_survived_without_failures(crm, account, post_events):
     assert len(crm.emails()) == 30 and duplicates(crm.emails()) == 0
     assert not OutboxItem.objects.filter(state=OutboxState.FAILED).exists()
     # A rate limit is not an attempt: nothing was charged for it.
-    assert not OutboxItem.objects.filter(attempts__gt=0, last_error_kind="retryable").exclude(
-        last_error__icontains="timeout").filter(state=OutboxState.FAILED).exists()
+    assert (
+        not OutboxItem.objects.filter(attempts__gt=0, last_error_kind="retryable")
+        .exclude(last_error__icontains="timeout")
+        .filter(state=OutboxState.FAILED)
+        .exists()
+    )
 
 
 def test_server_errors_and_dropped_connections_are_retried(crm, account, post_events):
@@ -136,29 +139,23 @@ def test_a_token_expiring_mid_batch_is_refreshed_once(crm, account, post_events)
     assert not OutboxItem.objects.filter(state=OutboxState.FAILED).exists()
 
 
-UNIQUE_FIELD = {
-    "hubspot": lambda app: app.add_custom_property("contacts", "external_ref", "string", "text",
-                                                   hasUniqueValue=True) and "external_ref",
-    "salesforce": lambda app: app.add_custom_field("Contact", "External_Ref__c", "string", length=40,
-                                                   unique=True) and "External_Ref__c",
-}
-
-
-def _unique_target(crm) -> str:
-    UNIQUE_FIELD[crm.provider](crm.app)
-    return "external_ref" if crm.provider == "hubspot" else "External_Ref__c"
-
-
 def test_a_record_the_crm_refuses_fails_alone_with_the_crms_reason(crm, account, post_events):
     connection = crm.connect(account)
-    target = _unique_target(crm)
+    target = crm.probe.add_unique_field(crm.app)
     refresh_schema(connection, connection.record_type)
-    FieldMapping.objects.create(connection=connection, order=99, source_key="attr.ref", target_field=target,
-                                target_object=connection.record_type)
+    FieldMapping.objects.create(
+        connection=connection,
+        order=99,
+        source_key="attr.ref",
+        target_field=target,
+        target_object=connection.record_type,
+    )
     post_events(event("e1", "first@example.com", attributes={"ref": "R-1"}))
     drain()
-    post_events(event("e2", "clash@example.com", attributes={"ref": "R-1"}),
-                event("e3", "fine@example.com", attributes={"ref": "R-3"}))
+    post_events(
+        event("e2", "clash@example.com", attributes={"ref": "R-1"}),
+        event("e3", "fine@example.com", attributes={"ref": "R-3"}),
+    )
     drain()
     assert crm.emails() == ["fine@example.com", "first@example.com"]
     failed = OutboxItem.objects.get(state=OutboxState.FAILED)
@@ -166,8 +163,9 @@ def test_a_record_the_crm_refuses_fails_alone_with_the_crms_reason(crm, account,
     assert failed.kind == OutboxKind.PERSON and failed.last_error_kind == "record"
     assert failed.last_error  # the CRM's own message
     # Its activity waits for the person instead of failing blindly.
-    assert OutboxItem.objects.filter(prospect=failed.prospect, kind=OutboxKind.ACTIVITY,
-                                     state=OutboxState.HELD).exists()
+    assert OutboxItem.objects.filter(
+        prospect=failed.prospect, kind=OutboxKind.ACTIVITY, state=OutboxState.HELD
+    ).exists()
 
 
 def test_consent_is_required_where_the_account_requires_it(crm, account, post_events):
@@ -177,8 +175,9 @@ def test_consent_is_required_where_the_account_requires_it(crm, account, post_ev
     post_events(event("e1", "quiet@example.com"))
     drain()
     assert crm.emails() == []
-    assert OutboxItem.objects.filter(kind=OutboxKind.PERSON, state=OutboxState.HELD,
-                                     hold_reason__icontains="consent").exists()
+    assert OutboxItem.objects.filter(
+        kind=OutboxKind.PERSON, state=OutboxState.HELD, hold_reason__icontains="consent"
+    ).exists()
     post_events(event("e2", "quiet@example.com", consent={"granted": True, "source": "form"}))
     drain()
     assert crm.emails() == ["quiet@example.com"]
@@ -207,13 +206,35 @@ def test_workflow_trigger_actions_reach_the_crm_exactly_once(crm, account, post_
     def rows() -> list[OutboxItem]:
         base = {"firing_id": 1, "firing_key": "rule:1:event:1", "rule_id": 1, "rule_name": "Hot lead"}
         return [
-            OutboxItem(connection=connection, prospect=prospect, kind=OutboxKind.TASK, dedupe_key="trigger:1:0",
-                       payload={**base, "action": "create_task", "action_index": 0, "subject": "Call Ann",
-                                "body": "She asked about SSO", "due_at": due, "owner_id": None}),
-            OutboxItem(connection=connection, prospect=prospect, kind=OutboxKind.NOTE, dedupe_key="trigger:1:1",
-                       payload={**base, "action": "add_note", "action_index": 1, "body": "Hot lead", "occurred_at": due}),
-            OutboxItem(connection=connection, prospect=prospect, kind=OutboxKind.FIELDS, dedupe_key="trigger:1:2",
-                       payload={**base, "action": "add_to_list", "action_index": 2, "list_id": "nurture"}),
+            OutboxItem(
+                connection=connection,
+                prospect=prospect,
+                kind=OutboxKind.TASK,
+                dedupe_key="trigger:1:0",
+                payload={
+                    **base,
+                    "action": "create_task",
+                    "action_index": 0,
+                    "subject": "Call Ann",
+                    "body": "She asked about SSO",
+                    "due_at": due,
+                    "owner_id": None,
+                },
+            ),
+            OutboxItem(
+                connection=connection,
+                prospect=prospect,
+                kind=OutboxKind.NOTE,
+                dedupe_key="trigger:1:1",
+                payload={**base, "action": "add_note", "action_index": 1, "body": "Hot lead", "occurred_at": due},
+            ),
+            OutboxItem(
+                connection=connection,
+                prospect=prospect,
+                kind=OutboxKind.FIELDS,
+                dedupe_key="trigger:1:2",
+                payload={**base, "action": "add_to_list", "action_index": 2, "list_id": "nurture"},
+            ),
         ]
 
     insert_rows(rows())

@@ -26,10 +26,6 @@ from tests.e2e.conftest import drain, event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# Where each CRM's batch writes go (the fault is made slow only there).
-BATCH_WRITE_PATH = {"hubspot": "/crm/v3/objects/contacts/batch", "salesforce": "/services/data/"}
-
-
 def worker_environment(crm) -> dict[str, str]:
     database = db_connection.settings_dict
     env = {
@@ -60,10 +56,10 @@ def wait_for(condition, seconds: float = 30.0) -> bool:
 
 def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(crm, account, post_events):
     crm.connect(account)
-    crm.app.faults.inject("slow", count=1, path_prefix=BATCH_WRITE_PATH[crm.provider], seconds=3)
+    crm.app.faults.inject("slow", count=1, path_prefix=crm.probe.batch_write_path, seconds=3)
     post_events(*[event(f"k{i}", f"k{i}@example.com") for i in range(150)])
 
-    worker = subprocess.Popen(  # noqa: S603 - our own manage.py with fixed arguments
+    worker = subprocess.Popen(
         [sys.executable, "manage.py", "rqworker", "realtime", "--burst",
          "--worker-class", "integrations.sync.worker.SyncWorker"],
         env=worker_environment(crm), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
