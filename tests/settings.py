@@ -11,6 +11,21 @@ os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 os.environ["CRMSYNC_TESTING"] = "true"
 
+
+def _per_process_redis_db(url: str) -> str:
+    """Concurrent test runs on one Redis must not share queues (a burst worker in one run would
+    take another run's jobs): each pytest process uses its own database number (1–14)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{1 + os.getpid() % 14}"))
+
+
+if not os.environ.get("CRMSYNC_TEST_REDIS_PINNED"):
+    # Pinned for the run: worker subprocesses started by tests inherit it and share the queues.
+    os.environ["REDIS_URL"] = _per_process_redis_db(os.environ["REDIS_URL"])
+    os.environ["CRMSYNC_TEST_REDIS_PINNED"] = "1"
+
 from crmsync.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; never in production

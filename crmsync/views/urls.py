@@ -3,7 +3,7 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
-from crmsync.views import account_settings, api_keys, audit_log, home, members, overview
+from crmsync.views import account_settings, api_keys, audit_log, home, members, overview, samples
 
 app_name = "crmsync"
 
@@ -20,4 +20,5 @@ urlpatterns = [
     path("a/<slug:account_slug>/members/<int:membership_id>/role/", members.member_role, name="member_role"),
     path("a/<slug:account_slug>/members/<int:membership_id>/remove/", members.member_remove, name="member_remove"),
     path("a/<slug:account_slug>/audit/", audit_log.audit_log, name="audit_log"),
+    path("a/<slug:account_slug>/samples/", samples.send_samples, name="send_samples"),
 ]

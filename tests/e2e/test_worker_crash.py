@@ -54,7 +54,7 @@ def wait_for(condition, seconds: float = 30.0) -> bool:
     return False
 
 
-def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(crm, account, post_events):
+def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(crm, account, post_events, tmp_path):
     crm.connect(account)
     crm.app.faults.inject("slow", count=1, path_prefix=crm.probe.batch_write_path, seconds=3)
     post_events(*[event(f"k{i}", f"k{i}@example.com") for i in range(150)])
@@ -62,11 +62,11 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(crm, account, po
     worker = subprocess.Popen(
         [sys.executable, "manage.py", "rqworker", "realtime", "--burst",
          "--worker-class", "integrations.sync.worker.SyncWorker"],
-        env=worker_environment(crm), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=worker_environment(crm), stdout=subprocess.DEVNULL, stderr=(tmp_path / "worker.log").open("w"),
     )
     try:
-        assert wait_for(lambda: OutboxItem.objects.filter(state=OutboxState.IN_FLIGHT).exists()), \
-            "the worker never claimed a batch"
+        claimed = wait_for(lambda: OutboxItem.objects.filter(state=OutboxState.IN_FLIGHT).exists())
+        assert claimed, "the worker never claimed a batch:\n" + (tmp_path / "worker.log").read_text()[:6000]
         time.sleep(0.5)  # the batch call is now on the wire, held by the slow CRM
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(timeout=10)
