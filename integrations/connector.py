@@ -343,6 +343,12 @@ class Connector(ABC):
     def create_tasks(self, inputs: Sequence[TaskInput]) -> list[WriteOutcome]:
         """Tasks for the record's owner, each keyed by the trigger firing id."""
 
+    def delete_person(self, object_kind: str, crm_id: str) -> None:
+        """Delete (or archive, where the CRM only archives) one contact or lead: for test records
+        and GDPR erasure. A record already gone counts as deleted. CRMs whose API cannot delete
+        people keep this default, which says so."""
+        raise ConfigurationError(f"{self.spec.label}'s API does not let us delete records", code="unsupported")
+
     @abstractmethod
     def upsert_deal(self, deal: DealInput) -> WriteOutcome:
         """Create or update the deal/opportunity for a conversion, keyed by its event id."""

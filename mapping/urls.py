@@ -18,5 +18,7 @@ urlpatterns = [
     path(one + "templates/", rows.templates, name="templates"),
     path(one + "history/", rows.history, name="history"),
     path(one + "test/", testing.test_payload, name="test"),
+    path(one + "test/send/", testing.send_test, name="send_test"),
+    path(one + "test/delete/", testing.delete_test, name="delete_test"),
     path(one + "activate/", activation.activation, name="activate"),
 ]

@@ -352,6 +352,15 @@ class HubSpotConnector(Connector):
             json={"properties": wire.properties(fields)},
         )
 
+    def delete_person(self, object_kind: str, crm_id: str) -> None:
+        """Archive the contact (HubSpot's DELETE moves it to the recycle bin for 90 days)."""
+        try:
+            self.http.request(
+                "DELETE", f"/crm/v3/objects/{wire.object_type(object_kind)}/{quote(str(crm_id), safe='')}"
+            )
+        except NotFound:
+            return
+
     # -- engagement --------------------------------------------------------------------------------------
     def log_activities(self, inputs: Sequence[ActivityInput]) -> list[WriteOutcome]:
         """Notes on the contact's timeline (see the module docstring for why notes)."""

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -305,6 +305,16 @@ class SalesforceConnector(Connector):
         if record_id is None:
             raise NotFound(f"{crm_id!r} is not a Salesforce id", code="MALFORMED_ID")
         self.api.update(sobject_for(object_kind), record_id, json_fields(fields))
+
+    def delete_person(self, object_kind: str, crm_id: str) -> None:
+        """Delete the Contact or Lead (it goes to the org's recycle bin)."""
+        record_id = normalize_id(crm_id)
+        if record_id is None:
+            return
+        try:
+            self.api.rest("DELETE", f"sobjects/{sobject_for(object_kind)}/{quote(record_id, safe='')}")
+        except NotFound:
+            return
 
     # -- engagement ------------------------------------------------------------------------------------
     def log_activities(self, inputs: Sequence[ActivityInput]) -> list[WriteOutcome]:
