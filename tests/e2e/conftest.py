@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,11 +31,13 @@ from integrations.models import (
     OutboxState,
     SyncMode,
 )
+from integrations.registry import AUTH_OAUTH, get_provider
 from integrations.sandbox.core import EmulatorServer, LocalCA
 from integrations.sandbox.probes import PROBES, Probe
 from integrations.sync.redis import redis_client
 
 PROVIDERS = sorted(PROBES)
+OAUTH_PROVIDERS = [name for name in PROVIDERS if AUTH_OAUTH in get_provider(name).auth_kinds]
 CLIENT_ID, CLIENT_SECRET = "e2e-client", "e2e-client-secret"
 
 
@@ -50,13 +53,54 @@ def _salesforce(ca: LocalCA):
     return SalesforceEmulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET), ca
 
 
+def _pipedrive(ca: LocalCA):
+    from integrations.sandbox.pipedrive import PipedriveEmulator
+
+    # Limits as on Pipedrive's higher plans, so the engine's limiter (the spec's 80 per 2 s) paces.
+    return PipedriveEmulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, oauth_limit=400, api_token_limit=400), ca
+
+
 def _zoho(ca: LocalCA):
     from integrations.sandbox.zoho import ZohoEmulator
 
     return ZohoEmulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET), ca
 
 
-EMULATORS = {"hubspot": _hubspot, "salesforce": _salesforce, "zoho": _zoho}
+def _close(ca: LocalCA):
+    from integrations.sandbox.close import CloseEmulator
+
+    return CloseEmulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET), ca
+
+
+def _copper(ca: LocalCA):
+    from integrations.sandbox.copper import CopperEmulator
+
+    return CopperEmulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET), ca
+
+
+def _freshsales(ca: LocalCA):
+    from integrations.sandbox.freshsales import FreshsalesEmulator
+
+    # An Enterprise plan's hourly quota, so a test's few hundred calls stay within it.
+    return FreshsalesEmulator(hourly_limit=5000), ca
+
+
+def _dynamics(ca: LocalCA):
+    from integrations.sandbox.dynamics import DynamicsEmulator
+
+    return DynamicsEmulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET), ca
+
+
+EMULATORS = {
+    "hubspot": _hubspot,
+    "salesforce": _salesforce,
+    "pipedrive": _pipedrive,
+    "zoho": _zoho,
+    "close": _close,
+    "copper": _copper,
+    "freshsales": _freshsales,
+    "dynamics": _dynamics,
+}
 
 
 @dataclass
@@ -67,18 +111,25 @@ class Sandbox:
     probe: Probe
     connections: list[Connection] = field(default_factory=list)
 
-    def connect(self, account: Account, *, mode: str = SyncMode.REALTIME, oauth: bool = False,
-                **settings: Any) -> Connection:
+    def connect(
+        self, account: Account, *, mode: str = SyncMode.REALTIME, oauth: bool = False, **settings: Any
+    ) -> Connection:
         if oauth:
-            issued = self.app.oauth.issue(CLIENT_ID, ["api", "crm.objects.contacts.write"],
-                                          account_ref=str(getattr(self.app, "hub_id", "org")))
-            tokens = TokenSet(access_token=issued.access_token, refresh_token=issued.refresh_token,
-                              expires_at=timezone.now() + dt.timedelta(hours=1), api_base_url=self.api_base())
+            issued = self.app.oauth.issue(
+                CLIENT_ID, ["api", "crm.objects.contacts.write"], account_ref=str(getattr(self.app, "hub_id", "org"))
+            )
+            tokens = TokenSet(
+                access_token=issued.access_token,
+                refresh_token=issued.refresh_token,
+                expires_at=timezone.now() + dt.timedelta(hours=1),
+                api_base_url=self.api_base(),
+            )
             connection = connect(account, self.provider, tokens, auth_kind=AuthKind.OAUTH, actor_label="e2e")
         else:
             tokens = TokenSet(access_token=self.probe.token(self.app), api_base_url=self.api_base())
-            connection = connect(account, self.provider, tokens, auth_kind=AuthKind.PRIVATE_APP_TOKEN,
-                                 actor_label="e2e")
+            connection = connect(
+                account, self.provider, tokens, auth_kind=AuthKind.PRIVATE_APP_TOKEN, actor_label="e2e"
+            )
         for name, value in {"sync_mode": mode, "activated_at": timezone.now(), **settings}.items():
             setattr(connection, name, value)
         connection.save()
@@ -98,23 +149,46 @@ class Sandbox:
         return self.probe.engagement_keys(self.app)
 
 
-@pytest.fixture(params=PROVIDERS)
-def crm(request, tmp_path) -> Iterator[Sandbox]:
-    provider = request.param
+@contextmanager
+def sandbox(provider: str, tmp_path) -> Iterator[Sandbox]:
     ca = LocalCA(tmp_path / "ca")
     app, tls = EMULATORS[provider](ca)
     server = EmulatorServer(app, tls=tls).start()
-    endpoints = {provider: {"api_url": server.url, "oauth_url": server.url, "client_id": CLIENT_ID,
-                            "client_secret": CLIENT_SECRET}}
+    endpoints = {
+        provider: {
+            "api_url": server.url,
+            "oauth_url": server.url,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+        }
+    }
     # Fast retries so a test can drain a storm; the policy itself is tested on its own.
-    with override_settings(CRM_ENDPOINTS=endpoints, CRM_CA_BUNDLE=str(ca.ca_path), SYNC_RETRY_BASE_SECONDS=1,
-                           SYNC_RETRY_MAX_SECONDS=2, SYNC_COALESCE_SECONDS=0):
+    with override_settings(
+        CRM_ENDPOINTS=endpoints,
+        CRM_CA_BUNDLE=str(ca.ca_path),
+        SYNC_RETRY_BASE_SECONDS=1,
+        SYNC_RETRY_MAX_SECONDS=2,
+        SYNC_COALESCE_SECONDS=0,
+    ):
         redis_client().flushdb()
         try:
             yield Sandbox(provider, app, server, PROBES[provider])
         finally:
             server.stop()
             redis_client().flushdb()
+
+
+@pytest.fixture(params=PROVIDERS)
+def crm(request, tmp_path) -> Iterator[Sandbox]:
+    with sandbox(request.param, tmp_path) as running:
+        yield running
+
+
+@pytest.fixture(params=OAUTH_PROVIDERS)
+def oauth_crm(request, tmp_path) -> Iterator[Sandbox]:
+    """The sandbox of each provider that connects with OAuth (refresh tokens and all)."""
+    with sandbox(request.param, tmp_path) as running:
+        yield running
 
 
 def due_now() -> None:
@@ -153,8 +227,12 @@ def event(event_id: str, email: str, kind: str = "capsule_viewed", **extra: Any)
         "type": kind,
         "occurred_at": (timezone.now() - dt.timedelta(seconds=5)).isoformat(),
         "capsule": {"id": "cap_1", "title": "Pricing tour", "url": "https://capsules.example.com/c/1"},
-        "prospect": {"email": email, "first_name": extra.pop("first_name", "Ann"),
-                     "last_name": extra.pop("last_name", "Lee"), "company": extra.pop("company", "Northwind")},
+        "prospect": {
+            "email": email,
+            "first_name": extra.pop("first_name", "Ann"),
+            "last_name": extra.pop("last_name", "Lee"),
+            "company": extra.pop("company", "Northwind"),
+        },
         "data": extra.pop("data", {}),
     }
     body["prospect"].update(extra)
@@ -164,8 +242,12 @@ def event(event_id: str, email: str, kind: str = "capsule_viewed", **extra: Any)
 @pytest.fixture
 def post_events(client, api_key):
     def post(*events: dict) -> dict:
-        response = client.post("/api/v1/events", {"events": list(events)}, content_type="application/json",
-                               HTTP_AUTHORIZATION=f"Bearer {api_key}")
+        response = client.post(
+            "/api/v1/events",
+            {"events": list(events)},
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {api_key}",
+        )
         assert response.status_code == 200, response.content
         return response.json()
 

@@ -129,7 +129,8 @@ def test_server_errors_and_dropped_connections_are_retried(crm, account, post_ev
     assert len(crm.engagement_keys()) == 5
 
 
-def test_a_token_expiring_mid_batch_is_refreshed_once(crm, account, post_events):
+def test_a_token_expiring_mid_batch_is_refreshed_once(oauth_crm, account, post_events):
+    crm = oauth_crm
     crm.connect(account, oauth=True)
     crm.app.faults.inject("expire_token", count=1)
     post_events(*[event(f"e{i}", f"p{i}@example.com") for i in range(5)])
