@@ -23,7 +23,16 @@ if TYPE_CHECKING:
     from integrations.connector import Connector
 
 # The one list of CRMs. Order is the order they are offered to owners.
-PROVIDER_PACKAGES: tuple[str, ...] = ("hubspot", "salesforce", "zoho")
+PROVIDER_PACKAGES: tuple[str, ...] = (
+    "hubspot",
+    "salesforce",
+    "pipedrive",
+    "zoho",
+    "copper",
+    "close",
+    "freshsales",
+    "dynamics",
+)
 
 AUTH_OAUTH = "oauth"
 AUTH_PRIVATE_APP_TOKEN = "private_app_token"
