@@ -49,6 +49,10 @@ bench: install
 	$(BENCH_ENV) $(PY) manage.py migrate --noinput -v0
 	$(BENCH_ENV) $(PY) manage.py bench_all $(BENCH_ARGS)
 
+# Sync under faults (see integrations/management/commands/chaos.py); private Redis and PostgreSQL.
+chaos: install
+	DJANGO_SETTINGS_MODULE=tests.settings DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" $(PY) manage.py chaos --restart-redis --restart-postgres $(CHAOS_ARGS)
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -36,7 +36,7 @@ def connect(
     """
     spec = get_provider(provider)
     connector = spec.connector_class()(
-        ConnectionCredentials(tokens.access_token, tokens.api_base_url, extra=dict(tokens.extra))
+        ConnectionCredentials(tokens.access_token, tokens.api_base_url, extra={"auth_kind": auth_kind, **tokens.extra})
     )
     identity = connector.identity()
     with transaction.atomic():

@@ -139,8 +139,11 @@ def revoke_token(spec: ProviderSpec, token: str) -> bool:
         return False
     http = _token_http(spec, [token])
     data = {"token": token, **(_credentials_in_body(spec) if spec.oauth_configured else {})}
+    auth = None
+    if spec.oauth is not None and spec.oauth.client_auth == "basic" and spec.oauth_configured:
+        auth = requests.auth.HTTPBasicAuth(spec.client_id or "", spec.client_secret or "")
     try:
-        http.request("POST", url, data=data)
+        http.request("POST", url, data=data, auth=auth)
     except OAuthError:
         return True  # invalid_token and the like: nothing left to revoke
     except (AuthError, RecordError):

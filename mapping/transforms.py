@@ -257,6 +257,13 @@ def _check_format(options: Mapping[str, Any]) -> list[str]:
     return [f"format must be iso, epoch_ms or a strftime pattern such as %d/%m/%Y (got {fmt!r})"]
 
 
+def _from_epoch_ms(value: float) -> dt.datetime:
+    try:
+        return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
+    except (OverflowError, OSError, ValueError):  # out of the representable range, or not a number
+        raise TransformError(f"“{value}” is not a time in milliseconds since 1970") from None
+
+
 def _as_datetime(value: Any) -> dt.datetime:
     """A timezone-aware datetime from a datetime, a date (midnight UTC), ISO text or epoch ms."""
     if isinstance(value, dt.datetime):
@@ -264,10 +271,10 @@ def _as_datetime(value: Any) -> dt.datetime:
     if isinstance(value, dt.date):
         return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
+        return _from_epoch_ms(value)
     text = _text(value).strip()
     if text.isdigit():
-        return dt.datetime.fromtimestamp(int(text) / 1000, tz=dt.UTC)
+        return _from_epoch_ms(int(text))
     try:
         parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

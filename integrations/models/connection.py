@@ -127,7 +127,9 @@ class Connection(models.Model):
         from integrations.connector import ConnectionCredentials
 
         return ConnectionCredentials(
-            access_token=self.access_token, api_base_url=self.api_base_url or None, extra=dict(self.auth_extra)
+            access_token=self.access_token,
+            api_base_url=self.api_base_url or None,
+            extra={"auth_kind": self.auth_kind, **(self.auth_extra or {})},
         )
 
     def connector(self, **http_hooks):

@@ -13,10 +13,10 @@ import datetime as dt
 from collections.abc import Sequence
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from integrations.models import CLAIMABLE_STATES, OutboxItem, OutboxState
+from integrations.models import CLAIMABLE_STATES, OutboxItem, OutboxKind, OutboxState
 
 # Longer than one flush step (a batch call within the HTTP timeout and limiter waits), short
 # enough that work of a killed worker is picked up again within two minutes (with the sweep).
@@ -53,15 +53,57 @@ def still_mine(items: Sequence[OutboxItem], worker_id: str) -> set[int]:
     )
 
 
+PERSON_OPEN_STATES = (OutboxState.PENDING, OutboxState.RETRY, OutboxState.HELD)
+
+
+def supersede_reopened_person_rows(reopening: QuerySet[OutboxItem], now: dt.datetime) -> int:
+    """Person rows about to be reopened (pending, retry, held) whose prospect already has a newer
+    person row — open, or being reopened too — are retired as "superseded": at most one person
+    row per prospect may be open (the outbox's unique constraint), and the newer row carries the
+    newer data. Nothing is lost: the newer row syncs the prospect's current state."""
+    newer = (
+        OutboxItem.objects.filter(
+            connection_id=OuterRef("connection_id"),
+            prospect_id=OuterRef("prospect_id"),
+            kind=OutboxKind.PERSON,
+        )
+        .filter(Q(state__in=PERSON_OPEN_STATES) | Q(pk__in=reopening.values("pk"), pk__gt=OuterRef("pk")))
+        .exclude(pk=OuterRef("pk"))
+    )
+    return (
+        reopening.filter(kind=OutboxKind.PERSON)
+        .filter(Exists(newer))
+        .update(
+            state=OutboxState.SKIPPED,
+            result="superseded",
+            claimed_by="",
+            lease_until=None,
+            updated_at=now,
+            done_at=now,
+        )
+    )
+
+
+def _reopen(rows: QuerySet[OutboxItem], now: dt.datetime, **changes) -> int:
+    with transaction.atomic():
+        supersede_reopened_person_rows(rows, now)
+        return rows.exclude(state=OutboxState.SKIPPED).update(
+            state=OutboxState.PENDING,
+            claimed_by="",
+            lease_until=None,
+            next_attempt_at=now,
+            updated_at=now,
+            **changes,
+        )
+
+
 def reap_expired_leases(now: dt.datetime | None = None) -> int:
     """Return rows whose worker died (lease expired) to pending. Counts as an attempt."""
     now = now or timezone.now()
-    return OutboxItem.objects.filter(state=OutboxState.IN_FLIGHT, lease_until__lt=now).update(
-        state=OutboxState.PENDING,
-        claimed_by="",
-        lease_until=None,
-        next_attempt_at=now,
-        updated_at=now,
+    expired = OutboxItem.objects.filter(state=OutboxState.IN_FLIGHT, lease_until__lt=now)
+    return _reopen(
+        expired,
+        now,
         attempts=F("attempts") + 1,
         last_error="the worker stopped before finishing; picked up again",
         last_error_kind="retryable",
@@ -71,9 +113,7 @@ def reap_expired_leases(now: dt.datetime | None = None) -> int:
 def hand_back(worker_id: str) -> int:
     """A worker stopping gracefully returns what it still holds, due at once, no attempt counted."""
     now = timezone.now()
-    return OutboxItem.objects.filter(state=OutboxState.IN_FLIGHT, claimed_by=worker_id).update(
-        state=OutboxState.PENDING, claimed_by="", lease_until=None, next_attempt_at=now, updated_at=now
-    )
+    return _reopen(OutboxItem.objects.filter(state=OutboxState.IN_FLIGHT, claimed_by=worker_id), now)
 
 
 def hand_back_process() -> int:
@@ -82,6 +122,7 @@ def hand_back_process() -> int:
     import socket
 
     now = timezone.now()
-    return OutboxItem.objects.filter(
+    mine = OutboxItem.objects.filter(
         state=OutboxState.IN_FLIGHT, claimed_by__startswith=f"{socket.gethostname()}:{os.getpid()}:"
-    ).update(state=OutboxState.PENDING, claimed_by="", lease_until=None, next_attempt_at=now, updated_at=now)
+    )
+    return _reopen(mine, now)

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -227,8 +227,24 @@ class Flusher:
     def _save(self, items: Sequence[OutboxItem]) -> None:
         """Write the outcomes: one UPDATE per distinct outcome (a batch mostly shares one), and
         only for rows this worker still holds — a row reaped and re-claimed meanwhile is not
-        overwritten."""
+        overwritten. A person row going back to an open state while a newer row for the same
+        prospect is open is retired as superseded (claiming.supersede_reopened_person_rows)."""
+        for attempt in range(3):
+            try:
+                with transaction.atomic():
+                    self._save_once(items)
+                return
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+                # An ingest committed a newer person row between our check and our update: look again.
+
+    def _save_once(self, items: Sequence[OutboxItem]) -> None:
         now = timezone.now()
+        reopening = [i.pk for i in items if i.kind == OutboxKind.PERSON and i.state in claiming.PERSON_OPEN_STATES]
+        if reopening:
+            rows = OutboxItem.objects.filter(id__in=reopening, state=OutboxState.IN_FLIGHT, claimed_by=self.worker_id)
+            claiming.supersede_reopened_person_rows(rows, now)
         groups: dict[tuple, list[int]] = defaultdict(list)
         for item in items:
             key = (
@@ -385,7 +401,14 @@ class Flusher:
                 continue
             if outcome.error is not None:
                 if outcome.error.retryable:
-                    self._finish(item, OutboxState.RETRY, error=outcome.error, retry_after=outcome.error.retry_after)
+                    # A rate limit on one record is not a failure of it: no attempt is charged.
+                    self._finish(
+                        item,
+                        OutboxState.RETRY,
+                        error=outcome.error,
+                        retry_after=outcome.error.retry_after,
+                        count_attempt=not isinstance(outcome.error, RateLimited),
+                    )
                 else:
                     self._finish(item, OutboxState.FAILED, error=outcome.error)
                 continue
@@ -440,6 +463,17 @@ class Flusher:
 
     # -- engagement --------------------------------------------------------------------------------
     def _sync_engagement(self, items: Sequence[OutboxItem]) -> None:
+        # Open person work is read BEFORE the links: if another flusher links a person between the
+        # two reads, we see its link (and send); reading links first could see neither the link nor
+        # the open row, and hold work that the other flusher's release already passed by.
+        open_people = set(
+            OutboxItem.objects.filter(
+                connection_id=self.connection_id,
+                kind=OutboxKind.PERSON,
+                prospect_id__in={i.prospect_id for i in items},
+                state__in=[OutboxState.PENDING, OutboxState.RETRY, OutboxState.IN_FLIGHT],
+            ).values_list("prospect_id", flat=True)
+        )
         links = {
             link.prospect_id: link
             for link in RecordLink.objects.filter(
@@ -449,14 +483,6 @@ class Flusher:
         events = Event.objects.select_related("capsule").in_bulk([i.event_id for i in items if i.event_id])
         prospects = self._prospects({i.prospect_id for i in items})
         blocked = blocks_outbound(prospects.keys())  # "do not contact" set in the CRM
-        open_people = set(
-            OutboxItem.objects.filter(
-                connection_id=self.connection_id,
-                kind=OutboxKind.PERSON,
-                prospect_id__in={i.prospect_id for i in items},
-                state__in=[OutboxState.PENDING, OutboxState.RETRY, OutboxState.IN_FLIGHT],
-            ).values_list("prospect_id", flat=True)
-        )
         groups: dict[str, list[tuple[OutboxItem, object]]] = {"activity": [], "note": [], "deal": [], "task": []}
         field_writes: list[tuple[OutboxItem, str, dict]] = []
         for item in items:
@@ -537,7 +563,13 @@ class Flusher:
                     self.stats.activities += 1
                     self._finish(item, OutboxState.DONE, result="created" if outcome.created else "existing")
                 elif outcome.error.retryable:
-                    self._finish(item, OutboxState.RETRY, error=outcome.error, retry_after=outcome.error.retry_after)
+                    self._finish(
+                        item,
+                        OutboxState.RETRY,
+                        error=outcome.error,
+                        retry_after=outcome.error.retry_after,
+                        count_attempt=not isinstance(outcome.error, RateLimited),
+                    )
                 else:
                     self._finish(item, OutboxState.FAILED, error=outcome.error)
         self._save(items)

@@ -120,7 +120,7 @@ class Command(BaseCommand):
             _key, raw_key = ApiKey.issue(account, "latency bench")
             for _ in range(workers):
                 processes.append(
-                    subprocess.Popen(  # noqa: S603 - our own manage.py, fixed arguments
+                    subprocess.Popen(
                         [
                             sys.executable,
                             "manage.py",
