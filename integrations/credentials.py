@@ -60,8 +60,16 @@ def _refresh_locked(connection_id: int, *, rejected_token: str | None) -> Connec
                 failure = f"refresh refused: {exc}"
             else:
                 store_tokens(locked, tokens)
-                locked.save(update_fields=["access_token", "refresh_token", "token_expires_at", "scopes",
-                                           "api_base_url", "updated_at"])
+                locked.save(
+                    update_fields=[
+                        "access_token",
+                        "refresh_token",
+                        "token_expires_at",
+                        "scopes",
+                        "api_base_url",
+                        "updated_at",
+                    ]
+                )
                 log.info("refreshed the access token of connection %s", locked.pk)
                 return locked
         mark_needs_reauth(locked, failure)

@@ -17,8 +17,15 @@ from __future__ import annotations
 class CrmError(Exception):
     kind = "retryable"
 
-    def __init__(self, message: str, *, status: int | None = None, code: str = "", retry_after: float | None = None,
-                 field: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str = "",
+        retry_after: float | None = None,
+        field: str = "",
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status

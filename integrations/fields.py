@@ -16,7 +16,7 @@ class CredentialDecryptionError(RuntimeError):
 
 
 class StrictEncryptedTextField(EncryptedTextField):
-    def from_db_value(self, value, expression, connection):  # noqa: ARG002 - Django's signature
+    def from_db_value(self, value, expression, connection):
         if value is None:
             return value
         if isinstance(value, bytes):

@@ -145,8 +145,14 @@ class CrmHttp:
         self.calls += 1
         self.calls_by_status[status] = self.calls_by_status.get(status, 0) + 1
         path = self.redact(urlsplit(url).path)
-        log.info("%s %s %s -> %s in %.0f ms", self.label, method.upper(), path, status or "no answer",
-                 (time.monotonic() - started) * 1000)
+        log.info(
+            "%s %s %s -> %s in %.0f ms",
+            self.label,
+            method.upper(),
+            path,
+            status or "no answer",
+            (time.monotonic() - started) * 1000,
+        )
 
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
@@ -162,8 +168,9 @@ class CrmHttp:
         try:
             return response.json()
         except ValueError:
-            raise RetryableError(f"{self.label} answered with a body that is not JSON",
-                                 status=response.status_code, code="bad_body") from None
+            raise RetryableError(
+                f"{self.label} answered with a body that is not JSON", status=response.status_code, code="bad_body"
+            ) from None
 
 
 def retry_after_seconds(headers: requests.structures.CaseInsensitiveDict) -> float | None:

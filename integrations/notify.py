@@ -26,8 +26,9 @@ def notify_needs_reauth(connection_id: int) -> None:
     recipients = owner_addresses(connection)
     if not recipients:
         return
-    url = settings.PUBLIC_BASE_URL + reverse("integrations:connections",
-                                             kwargs={"account_slug": connection.account.slug})
+    url = settings.PUBLIC_BASE_URL + reverse(
+        "integrations:connections", kwargs={"account_slug": connection.account.slug}
+    )
     send_mail(
         subject=f"Reconnect {connection.spec.label}: CRM sync is paused",
         message=(

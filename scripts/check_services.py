@@ -17,13 +17,18 @@ def main() -> int:
     if config["ENGINE"].endswith("postgresql"):
         try:
             psycopg.connect(
-                host=config.get("HOST") or "127.0.0.1", port=config.get("PORT") or 5432,
-                user=config.get("USER") or "postgres", password=config.get("PASSWORD") or None,
-                dbname="postgres", connect_timeout=5,
+                host=config.get("HOST") or "127.0.0.1",
+                port=config.get("PORT") or 5432,
+                user=config.get("USER") or "postgres",
+                password=config.get("PASSWORD") or None,
+                dbname="postgres",
+                connect_timeout=5,
             ).close()
         except psycopg.Error as exc:
-            problems.append(f"PostgreSQL at {config.get('HOST')}:{config.get('PORT')} cannot be reached ({exc}). "
-                            "Start it or set DATABASE_URL.")
+            problems.append(
+                f"PostgreSQL at {config.get('HOST')}:{config.get('PORT')} cannot be reached ({exc}). "
+                "Start it or set DATABASE_URL."
+            )
     try:
         redis.Redis.from_url(os.environ["REDIS_URL"], socket_connect_timeout=3).ping()
     except redis.RedisError as exc:

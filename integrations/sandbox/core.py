@@ -140,8 +140,9 @@ class FaultPlan:
             for _ in range(count):
                 self._queue.append(Fault(kind, path_prefix, seconds))
 
-    def chaos(self, rate: float, kinds: tuple[str, ...] = FAULT_KINDS, slow_seconds: float = 0.0,
-              seed: int = 0) -> None:
+    def chaos(
+        self, rate: float, kinds: tuple[str, ...] = FAULT_KINDS, slow_seconds: float = 0.0, seed: int = 0
+    ) -> None:
         with self._lock:
             self.chaos_rate, self.chaos_kinds, self.slow_seconds = rate, tuple(kinds), slow_seconds
             self._random = random.Random(seed)
@@ -226,8 +227,13 @@ class OAuthServer:
     JSON with ``token_response``/``error_response`` overrides on the emulator.
     """
 
-    def __init__(self, app: EmulatorApp, access_token_ttl: float | None = 1800, rotate_refresh_tokens: bool = False,
-                 token_prefix: str = "") -> None:
+    def __init__(
+        self,
+        app: EmulatorApp,
+        access_token_ttl: float | None = 1800,
+        rotate_refresh_tokens: bool = False,
+        token_prefix: str = "",
+    ) -> None:
         self.app = app
         self.access_token_ttl = access_token_ttl
         self.rotate_refresh_tokens = rotate_refresh_tokens
@@ -247,8 +253,13 @@ class OAuthServer:
         self.clients[client_id] = client
         return client
 
-    def issue(self, client_id: str = "sandbox-client", scopes: list[str] | None = None,
-              account_ref: str = "default", with_refresh: bool = True) -> IssuedToken:
+    def issue(
+        self,
+        client_id: str = "sandbox-client",
+        scopes: list[str] | None = None,
+        account_ref: str = "default",
+        with_refresh: bool = True,
+    ) -> IssuedToken:
         """Issue a token directly (for tests and private-app/API-key style connections)."""
         token = IssuedToken(
             access_token=self.token_prefix + secrets.token_urlsafe(24),
@@ -316,8 +327,9 @@ class OAuthServer:
         sep = "&" if "?" in redirect_uri else "?"
         if params.get("decision") != "allow":
             return Response.redirect(
-                redirect_uri + sep + urlencode({"error": "access_denied",
-                                                "error_description": "The user denied access", "state": state})
+                redirect_uri
+                + sep
+                + urlencode({"error": "access_denied", "error_description": "The user denied access", "state": state})
             )
         code = secrets.token_urlsafe(24)
         with self.lock:
@@ -517,11 +529,16 @@ class EmulatorApp:
         body = request.json() or {}
         try:
             if "chaos_rate" in body:
-                self.faults.chaos(float(body["chaos_rate"]), tuple(body.get("kinds", FAULT_KINDS)),
-                                  float(body.get("slow_seconds", 0)), int(body.get("seed", 0)))
+                self.faults.chaos(
+                    float(body["chaos_rate"]),
+                    tuple(body.get("kinds", FAULT_KINDS)),
+                    float(body.get("slow_seconds", 0)),
+                    int(body.get("seed", 0)),
+                )
             if "kind" in body:
-                self.faults.inject(body["kind"], int(body.get("count", 1)), body.get("path_prefix", ""),
-                                   float(body.get("seconds", 0)))
+                self.faults.inject(
+                    body["kind"], int(body.get("count", 1)), body.get("path_prefix", ""), float(body.get("seconds", 0))
+                )
             if body.get("clear"):
                 self.faults.clear()
         except (ValueError, TypeError) as exc:
@@ -542,7 +559,7 @@ class _QuietThreadingServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def handle_error(self, request, client_address) -> None:  # noqa: ARG002 - socketserver's signature
+    def handle_error(self, request, client_address) -> None:
         # Clients that hang up mid-answer (timeouts under test) are expected; stay quiet.
         return
 
@@ -553,7 +570,7 @@ def _make_handler(app: EmulatorApp) -> type[BaseHTTPRequestHandler]:
         # Without this each keep-alive answer can stall ~40 ms (crm-reference.md §11.11).
         disable_nagle_algorithm = True
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
         def _serve(self) -> None:
@@ -582,8 +599,9 @@ def _make_handler(app: EmulatorApp) -> type[BaseHTTPRequestHandler]:
                 response = Response.json({"error": f"emulator error: {type(exc).__name__}: {exc}"}, status=500)
             if not request.path.startswith("/__sandbox__/"):
                 with app.log_lock:
-                    app.log.append(LoggedRequest(request.method, request.path, response.status, time.time(),
-                                                 request.query))
+                    app.log.append(
+                        LoggedRequest(request.method, request.path, response.status, time.time(), request.query)
+                    )
             self.send_response(response.status)
             for name, value in response.headers.items():
                 self.send_header(name, value)
@@ -633,8 +651,7 @@ class EmulatorServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> EmulatorServer:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name=f"sandbox-{self.app.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name=f"sandbox-{self.app.name}", daemon=True)
         self._thread.start()
         return self
 

@@ -35,8 +35,14 @@ class EchoApp(EmulatorApp):
         return Response.json({})
 
     def limits(self, request):
-        return Response.json({}, headers={"X-HubSpot-RateLimit-Max": "100", "X-HubSpot-RateLimit-Remaining": "42",
-                                          "X-HubSpot-RateLimit-Interval-Milliseconds": "10000"})
+        return Response.json(
+            {},
+            headers={
+                "X-HubSpot-RateLimit-Max": "100",
+                "X-HubSpot-RateLimit-Remaining": "42",
+                "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+            },
+        )
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +56,13 @@ EchoConnector = type("EchoConnector", (Connector,), {"spec": get_provider("hubsp
 
 
 def seam(server, **kwargs):
-    return CrmHttp("Echo", server.url, classify=EchoConnector.classify_error,
-                   parse_rate_limit=EchoConnector.parse_rate_limit, **kwargs)
+    return CrmHttp(
+        "Echo",
+        server.url,
+        classify=EchoConnector.classify_error,
+        parse_rate_limit=EchoConnector.parse_rate_limit,
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize(

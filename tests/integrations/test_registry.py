@@ -38,8 +38,14 @@ def test_oauth_entries_have_https_endpoints_and_scopes(spec):
 
 def test_base_urls_are_overridden_by_settings():
     spec = get_provider("hubspot")
-    endpoints = {"hubspot": {"api_url": "http://127.0.0.1:9999/", "oauth_url": "http://127.0.0.1:9998",
-                             "client_id": "cid", "client_secret": "sec"}}
+    endpoints = {
+        "hubspot": {
+            "api_url": "http://127.0.0.1:9999/",
+            "oauth_url": "http://127.0.0.1:9998",
+            "client_id": "cid",
+            "client_secret": "sec",
+        }
+    }
     with override_settings(CRM_ENDPOINTS=endpoints):
         assert spec.api_url() == "http://127.0.0.1:9999"
         assert spec.oauth_endpoint("authorize") == "http://127.0.0.1:9998/oauth/authorize"
@@ -57,5 +63,5 @@ def test_a_connection_base_url_wins_over_the_default():
 
 
 def test_unknown_provider_is_a_clear_error():
-    with pytest.raises(LookupError, match="unknown CRM provider 'nocrm'"):
+    with pytest.raises(LookupError, match=r"unknown CRM provider .nocrm."):
         get_provider("nocrm")
