@@ -39,8 +39,15 @@ QUESTIONS = [
 ]
 # Weighted so that most activity is views and time, with the occasional conversion.
 KINDS = [
-    ("capsule_viewed", 30), ("time_spent", 20), ("question_asked", 15), ("content_accessed", 10),
-    ("content_downloaded", 8), ("cta_clicked", 8), ("sentiment", 4), ("capsule_completed", 4), ("conversion", 1),
+    ("capsule_viewed", 30),
+    ("time_spent", 20),
+    ("question_asked", 15),
+    ("content_accessed", 10),
+    ("content_downloaded", 8),
+    ("cta_clicked", 8),
+    ("sentiment", 4),
+    ("capsule_completed", 4),
+    ("conversion", 1),
 ]
 
 
@@ -50,8 +57,10 @@ def _data(kind: str, rng: random.Random) -> dict[str, Any]:
     if kind == "time_spent":
         return {"seconds": rng.randint(20, 420)}
     if kind in ("content_accessed", "content_downloaded"):
-        return {"content_id": f"doc_{rng.randint(1, 5)}", "content_title": rng.choice(
-            ["Pricing sheet", "Security whitepaper", "Case study", "Integration guide"])}
+        return {
+            "content_id": f"doc_{rng.randint(1, 5)}",
+            "content_title": rng.choice(["Pricing sheet", "Security whitepaper", "Case study", "Integration guide"]),
+        }
     if kind == "cta_clicked":
         return {"cta_id": "book_demo", "label": "Book a demo"}
     if kind == "conversion":
@@ -73,18 +82,23 @@ def sample_event_payloads(count: int, *, seed: int | None = None, now: datetime 
         first, last, company, title = rng.choice(PEOPLE)
         capsule_id, capsule_title, url = rng.choice(CAPSULES)
         kind = rng.choices(kinds, weights)[0]
-        events.append({
-            "event_id": f"sample-{uuid.uuid4().hex}",
-            "type": kind,
-            "occurred_at": (now - timedelta(seconds=rng.randint(0, 3600))).isoformat(),
-            "capsule": {"id": capsule_id, "title": capsule_title, "url": url},
-            "prospect": {
-                "email": f"{first.lower()}.{last.lower()}@example.com",
-                "first_name": first, "last_name": last, "company": company, "job_title": title,
-                "consent": {"granted": True, "source": "sample events"},
-            },
-            "data": _data(kind, rng),
-        })
+        events.append(
+            {
+                "event_id": f"sample-{uuid.uuid4().hex}",
+                "type": kind,
+                "occurred_at": (now - timedelta(seconds=rng.randint(0, 3600))).isoformat(),
+                "capsule": {"id": capsule_id, "title": capsule_title, "url": url},
+                "prospect": {
+                    "email": f"{first.lower()}.{last.lower()}@example.com",
+                    "first_name": first,
+                    "last_name": last,
+                    "company": company,
+                    "job_title": title,
+                    "consent": {"granted": True, "source": "sample events"},
+                },
+                "data": _data(kind, rng),
+            }
+        )
     return events
 
 

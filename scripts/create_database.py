@@ -14,9 +14,14 @@ def main() -> int:
     config = dj_database_url.parse(os.environ["DATABASE_URL"])
     if not config["ENGINE"].endswith("postgresql"):
         return 0
-    with psycopg.connect(host=config.get("HOST") or "127.0.0.1", port=config.get("PORT") or 5432,
-                         user=config.get("USER") or "postgres", password=config.get("PASSWORD") or None,
-                         dbname="postgres", autocommit=True) as connection:
+    with psycopg.connect(
+        host=config.get("HOST") or "127.0.0.1",
+        port=config.get("PORT") or 5432,
+        user=config.get("USER") or "postgres",
+        password=config.get("PASSWORD") or None,
+        dbname="postgres",
+        autocommit=True,
+    ) as connection:
         exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [config["NAME"]]).fetchone()
         if not exists:
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(config["NAME"])))

@@ -14,7 +14,7 @@ os.environ["CRMSYNC_TESTING"] = "true"
 
 def _per_process_redis_db(url: str) -> str:
     """Concurrent test runs on one Redis must not share queues (a burst worker in one run would
-    take another run's jobs): each pytest process uses its own database number (1–14)."""
+    take another run's jobs): each pytest process uses its own database number (1 to 14)."""
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)
@@ -27,6 +27,7 @@ if not os.environ.get("CRMSYNC_TEST_REDIS_PINNED"):
     os.environ["CRMSYNC_TEST_REDIS_PINNED"] = "1"
 
 from crmsync.settings import *  # noqa: E402,F403
+from crmsync.settings import DATABASES  # noqa: E402 - named for the per-process test database below
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; never in production
 SESSION_COOKIE_SECURE = False

@@ -88,8 +88,11 @@ class OutboxItem(models.Model):
             models.Index(fields=["lease_until"], condition=models.Q(state="in_flight"), name="outbox_lease_idx"),
             models.Index(fields=["state", "-updated_at"], name="outbox_ops_idx"),
             # The dashboard's per-hour and reliability counts (covering, so no heap reads).
-            models.Index(fields=["connection", "created_at"], include=["kind", "state", "done_at", "run"],
-                         name="outbox_created_idx"),
+            models.Index(
+                fields=["connection", "created_at"],
+                include=["kind", "state", "done_at", "run"],
+                name="outbox_created_idx",
+            ),
         ]
 
     def __str__(self) -> str:

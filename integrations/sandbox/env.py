@@ -1,6 +1,6 @@
 """Print the environment that points the service at the sandbox CRMs (used by `make run`).
 
-    source <(python -m integrations.sandbox.env)
+source <(python -m integrations.sandbox.env)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-""""Send test record" writes one tagged record through the real sync path; delete removes it."""
+""" "Send test record" writes one tagged record through the real sync path; delete removes it."""
 
 from __future__ import annotations
 

@@ -26,13 +26,14 @@ from tests.e2e.conftest import drain, event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+
 def worker_environment(crm) -> dict[str, str]:
     database = db_connection.settings_dict
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": f"postgres://{database['USER'] or 'postgres'}@{database['HOST'] or '127.0.0.1'}:"
-                        f"{database['PORT'] or 5432}/{database['NAME']}",
+        f"{database['PORT'] or 5432}/{database['NAME']}",
         "REDIS_URL": settings.REDIS_URL,
         "CRM_CA_BUNDLE": settings.CRM_CA_BUNDLE or "",
         "SYNC_RETRY_BASE_SECONDS": "1",
@@ -40,8 +41,14 @@ def worker_environment(crm) -> dict[str, str]:
     }
     upper = crm.provider.upper()
     endpoint = settings.CRM_ENDPOINTS[crm.provider]
-    env.update({f"{upper}_API_URL": endpoint["api_url"], f"{upper}_OAUTH_URL": endpoint["oauth_url"],
-                f"{upper}_CLIENT_ID": endpoint["client_id"], f"{upper}_CLIENT_SECRET": endpoint["client_secret"]})
+    env.update(
+        {
+            f"{upper}_API_URL": endpoint["api_url"],
+            f"{upper}_OAUTH_URL": endpoint["oauth_url"],
+            f"{upper}_CLIENT_ID": endpoint["client_id"],
+            f"{upper}_CLIENT_SECRET": endpoint["client_secret"],
+        }
+    )
     return env
 
 
@@ -60,9 +67,18 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(crm, account, po
     post_events(*[event(f"k{i}", f"k{i}@example.com") for i in range(150)])
 
     worker = subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", "realtime", "--burst",
-         "--worker-class", "integrations.sync.worker.SyncWorker"],
-        env=worker_environment(crm), stdout=subprocess.DEVNULL, stderr=(tmp_path / "worker.log").open("w"),
+        [
+            sys.executable,
+            "manage.py",
+            "rqworker",
+            "realtime",
+            "--burst",
+            "--worker-class",
+            "integrations.sync.worker.SyncWorker",
+        ],
+        env=worker_environment(crm),
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "worker.log").open("w"),
     )
     try:
         claimed = wait_for(lambda: OutboxItem.objects.filter(state=OutboxState.IN_FLIGHT).exists())

@@ -12,14 +12,22 @@ from integrations.sync.digest import send_failure_digests
 
 def fail(connection, prospect, reason: str, n: int) -> None:
     for i in range(n):
-        OutboxItem.objects.create(connection=connection, prospect=prospect, kind=OutboxKind.ACTIVITY,
-                                  dedupe_key=f"activity:{reason}:{i}", state=OutboxState.FAILED, last_error=reason,
-                                  last_error_kind="record", updated_at=timezone.now())
+        OutboxItem.objects.create(
+            connection=connection,
+            prospect=prospect,
+            kind=OutboxKind.ACTIVITY,
+            dedupe_key=f"activity:{reason}:{i}",
+            state=OutboxState.FAILED,
+            last_error=reason,
+            last_error_kind="record",
+            updated_at=timezone.now(),
+        )
 
 
 def setup(account, owner):
-    connection = Connection.objects.create(account=account, provider="hubspot", access_token="x",
-                                           activated_at=timezone.now())
+    connection = Connection.objects.create(
+        account=account, provider="hubspot", access_token="x", activated_at=timezone.now()
+    )
     prospect = Prospect.objects.create(account=account, email="p@example.com")
     return connection, prospect
 

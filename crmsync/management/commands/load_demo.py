@@ -30,8 +30,9 @@ class Command(BaseCommand):
                 owner.set_password(OWNER_PASSWORD)
                 owner.save()
             Membership.objects.get_or_create(account=account, user=owner, defaults={"role": Role.OWNER})
-            ops, _ = users.objects.get_or_create(username=OPS_EMAIL,
-                                                 defaults={"email": OPS_EMAIL, "is_staff": True, "is_superuser": True})
+            ops, _ = users.objects.get_or_create(
+                username=OPS_EMAIL, defaults={"email": OPS_EMAIL, "is_staff": True, "is_superuser": True}
+            )
             if not ops.has_usable_password():
                 ops.set_password(OPS_PASSWORD)
                 ops.save()

@@ -21,6 +21,5 @@ class Command(BaseCommand):
         if account_obj is None:
             raise CommandError(f"no account with slug {account!r}")
         result = send_sample_events(account_obj, count, actor_label="cli send_sample_events")
-        record("sample_events.sent", actor_label="cli send_sample_events", obj=account_obj,
-               changes={"count": count})
+        record("sample_events.sent", actor_label="cli send_sample_events", obj=account_obj, changes={"count": count})
         self.stdout.write(f"accepted={result.accepted} duplicates={result.duplicates} suppressed={result.suppressed}")

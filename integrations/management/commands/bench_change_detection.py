@@ -36,8 +36,9 @@ class Command(BaseCommand):
             raise CommandError("this benchmark runs on PostgreSQL (set DATABASE_URL)")
         tag = uuid.uuid4().hex[:8]
         account = Account.objects.create(name=f"changes {tag}", slug=f"changes-{tag}")
-        connection = Connection.objects.create(account=account, provider="hubspot", access_token="bench",
-                                               activated_at=timezone.now())
+        connection = Connection.objects.create(
+            account=account, provider="hubspot", access_token="bench", activated_at=timezone.now()
+        )
         try:
             started = time.monotonic()
             synced_at = timezone.now() - timezone.timedelta(hours=1)
@@ -69,13 +70,22 @@ class Command(BaseCommand):
             selected = sum(len(chunk) for chunk in changed_prospect_ids(connection))
             seconds = time.monotonic() - started
             peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            self.stdout.write(json.dumps({
-                "prospects": prospects, "changed_expected": prospects // every, "changed_selected": selected,
-                "seconds": round(seconds, 2), "peak_rss_mb": round(peak_mb, 1),
-                "rss_growth_mb": round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024, 1),
-                "setup_seconds": round(setup_seconds, 1),
-                "target": "changed selected in <= 60 s, worker memory < 1024 MB",
-            }))
+            self.stdout.write(
+                json.dumps(
+                    {
+                        "prospects": prospects,
+                        "changed_expected": prospects // every,
+                        "changed_selected": selected,
+                        "seconds": round(seconds, 2),
+                        "peak_rss_mb": round(peak_mb, 1),
+                        "rss_growth_mb": round(
+                            (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024, 1
+                        ),
+                        "setup_seconds": round(setup_seconds, 1),
+                        "target": "changed selected in <= 60 s, worker memory < 1024 MB",
+                    }
+                )
+            )
         finally:
             if not keep:
                 with db.cursor() as cursor:

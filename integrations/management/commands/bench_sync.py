@@ -52,14 +52,21 @@ class Command(BaseCommand):
         from importlib import import_module
 
         client_id, client_secret = client_credentials(provider)
-        app = getattr(import_module(module_name), function)(client_id=client_id, client_secret=client_secret,
-                                                            redirect_uris=["https://127.0.0.1/unused"])
+        app = getattr(import_module(module_name), function)(
+            client_id=client_id, client_secret=client_secret, redirect_uris=["https://127.0.0.1/unused"]
+        )
         with tempfile.TemporaryDirectory() as tmp:
             ca = LocalCA(Path(tmp))
             server = EmulatorServer(app, tls=ca if spec.tls else None).start()
-            endpoints = {**settings.CRM_ENDPOINTS, provider: {"api_url": server.url, "oauth_url": server.url,
-                                                              "client_id": client_id,
-                                                              "client_secret": client_secret}}
+            endpoints = {
+                **settings.CRM_ENDPOINTS,
+                provider: {
+                    "api_url": server.url,
+                    "oauth_url": server.url,
+                    "client_id": client_id,
+                    "client_secret": client_secret,
+                },
+            }
             try:
                 with override_settings(CRM_ENDPOINTS=endpoints, CRM_CA_BUNDLE=str(ca.ca_path)):
                     result = self._run(provider, app, server, contacts, keep)
@@ -72,15 +79,27 @@ class Command(BaseCommand):
         account = Account.objects.create(name=f"bench {uuid.uuid4().hex[:8]}", slug=f"bench-{uuid.uuid4().hex[:8]}")
         try:
             issued = app.oauth.issue(app.client.client_id, [], account_ref="bench")
-            tokens = TokenSet(access_token=issued.access_token, refresh_token=issued.refresh_token,
-                              api_base_url=server.url if get_provider(provider).api_base_url is None else None)
+            tokens = TokenSet(
+                access_token=issued.access_token,
+                refresh_token=issued.refresh_token,
+                api_base_url=server.url if get_provider(provider).api_base_url is None else None,
+            )
             connection = connect(account, provider, tokens, auth_kind=AuthKind.OAUTH, actor_label="bench_sync")
             connection.sync_mode = SyncMode.MANUAL
             connection.activated_at = connection.connected_at
             connection.save()
             Prospect.objects.bulk_create(
-                [Prospect(account=account, email=f"bench-{i}@example.com", first_name="Bench", last_name=f"No{i}",
-                          company="Bench Co", consent_granted=True) for i in range(contacts)],
+                [
+                    Prospect(
+                        account=account,
+                        email=f"bench-{i}@example.com",
+                        first_name="Bench",
+                        last_name=f"No{i}",
+                        company="Bench Co",
+                        consent_granted=True,
+                    )
+                    for i in range(contacts)
+                ],
                 batch_size=5000,
             )
             calls_before = probe.api_calls(app)

@@ -20,7 +20,6 @@ from integrations.sandbox.registry import start_sandboxes
 log = logging.getLogger(__name__)
 
 
-
 def run_timetable(stop: threading.Event) -> None:
     """crmsync/cron.py's timetable on a thread, for the embedded default without Redis."""
     from crmsync.cron import TIMETABLE

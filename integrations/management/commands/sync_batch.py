@@ -14,8 +14,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--connection", type=int, help="Only this connection (any sync mode).")
         parser.add_argument("--account", help="Only this account's batch connections (slug).")
-        parser.add_argument("--force", action="store_true",
-                            help="Run even if this hour's/day's window was already taken.")
+        parser.add_argument(
+            "--force", action="store_true", help="Run even if this hour's/day's window was already taken."
+        )
 
     def handle(self, *args, connection: int | None, account: str | None, force: bool, **options) -> None:
         connections = Connection.objects.filter(status=ConnectionStatus.ACTIVE, activated_at__isnull=False)

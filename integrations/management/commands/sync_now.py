@@ -30,8 +30,12 @@ class Command(BaseCommand):
             if missing:
                 raise CommandError(f"no prospect with e-mail {', '.join(missing)} in account {conn.account.slug}")
             prospect_ids = list(found.values())
-        record("sync.manual_started", actor_label="cli sync_now", obj=conn,
-               changes={"prospects": "all" if prospect_ids is None else len(prospect_ids)})
+        record(
+            "sync.manual_started",
+            actor_label="cli sync_now",
+            obj=conn,
+            changes={"prospects": "all" if prospect_ids is None else len(prospect_ids)},
+        )
         run = SyncRun.objects.get(pk=sync_now(conn.pk, prospect_ids))
         self.stdout.write(
             f"created={run.created} updated={run.updated} unchanged={run.unchanged} failed={run.failed} "
