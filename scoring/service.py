@@ -17,7 +17,7 @@ from django.utils import timezone
 from crmsync.models import Event
 from scoring.engine import BandSpec, RuleSpec, ScoredEvent, compute_score, format_contributors, grade_for
 from scoring.models import GradeBand, GradeChange, ProspectScore, ScoringRule
-from scoring.signals import notify_grade_changed
+from scoring.signals import ScoreChange, notify_grade_changed, notify_scores_changed
 
 _SCORE_FIELDS = ["account", "score", "grade", "breakdown", "top_contributors", "computed_at"]
 
@@ -64,12 +64,19 @@ def score_prospects(
     inputs = inputs or ScoringInputs.load(account_id)
     now = now or timezone.now()
     events = _events_by_prospect(account_id, ids, inputs.event_types)
-    previous = dict(ProspectScore.objects.filter(prospect_id__in=ids).values_list("prospect_id", "grade"))
+    stored = {
+        prospect_id: (grade, score)
+        for prospect_id, grade, score in ProspectScore.objects.filter(prospect_id__in=ids).values_list(
+            "prospect_id", "grade", "score"
+        )
+    }
+    previous = {prospect_id: grade for prospect_id, (grade, _score) in stored.items()}
     band_names = {band.name for band in inputs.bands}
     starting_grade = grade_for(0, inputs.bands) if reason == GradeChange.Reason.INGEST else None
 
     scores: list[ProspectScore] = []
     changes: list[GradeChange] = []
+    score_changes: list[ScoreChange] = []
     for prospect_id in ids:
         result = compute_score(events.get(prospect_id, ()), inputs.rules, inputs.bands, now)
         scores.append(
@@ -83,6 +90,11 @@ def score_prospects(
                 computed_at=now,
             )
         )
+        previous_score = stored[prospect_id][1] if prospect_id in stored else (0 if starting_grade else None)
+        if previous_score is not None and previous_score != result.score:
+            score_changes.append(
+                ScoreChange(prospect_id, previous_score, result.score, result.grade, scores[-1].top_contributors, now)
+            )
         old = previous.get(prospect_id, starting_grade)
         if old is not None and old != result.grade and old in band_names:
             changes.append(
@@ -100,6 +112,7 @@ def score_prospects(
     ProspectScore.objects.bulk_create(
         scores, update_conflicts=True, unique_fields=["prospect"], update_fields=_SCORE_FIELDS
     )
+    notify_scores_changed(account_id, score_changes)
     if changes:
         GradeChange.objects.bulk_create(changes)
         for change in changes:

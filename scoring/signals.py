@@ -12,6 +12,8 @@ Register a listener from an ``AppConfig.ready()``::
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 
 GradeListener = Callable[[int, str, str], None]
 
@@ -51,3 +53,32 @@ def remove_grade_listener(listener: GradeListener) -> None:
 def notify_grade_changed(prospect_id: int, old: str, new: str) -> None:
     for listener in list(_LISTENERS):
         listener(prospect_id, old, new)
+
+
+@dataclass(frozen=True)
+class ScoreChange:
+    prospect_id: int
+    previous_score: int
+    score: int
+    grade: str
+    top_contributors: str
+    computed_at: datetime
+
+
+ScoreListener = Callable[[int, list[ScoreChange]], None]
+_SCORE_LISTENERS: list[ScoreListener] = []
+
+
+def on_score_changed(listener: ScoreListener) -> ScoreListener:
+    """Call ``listener(account_id, changes)`` with every prospect whose score changed in one
+    scoring pass (an ingest, or a chunk of a recompute), inside its transaction. A prospect scored
+    for the first time by an ingest has a previous score of 0. Returns ``listener``."""
+    if listener not in _SCORE_LISTENERS:
+        _SCORE_LISTENERS.append(listener)
+    return listener
+
+
+def notify_scores_changed(account_id: int, changes: list[ScoreChange]) -> None:
+    if changes:
+        for listener in list(_SCORE_LISTENERS):
+            listener(account_id, changes)

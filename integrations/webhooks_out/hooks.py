@@ -92,10 +92,37 @@ def emit_grade_change(prospect_id: int, old: str, new: str) -> None:
     emit_many(account, messages)
 
 
+def emit_score_changes(account_id: int, changes: list) -> None:
+    """Score listener: ``lead.score_changed`` for each prospect whose score changed (one pass)."""
+    from crmsync.models import Account
+
+    if not WebhookSubscription.objects.filter(account_id=account_id, active=True).exists():
+        return
+    account = Account.objects.get(pk=account_id)
+    prospects = Prospect.objects.in_bulk([change.prospect_id for change in changes])
+    messages = []
+    for change in changes:
+        prospect = prospects.get(change.prospect_id)
+        if prospect is None:
+            continue
+        prospect.account = account
+        data = {
+            "prospect": prospect_data(account, prospect),
+            "score": change.score,
+            "previous_score": change.previous_score,
+            "grade": change.grade,
+            "top_contributors": change.top_contributors,
+        }
+        key = f"score:{change.prospect_id}:{change.computed_at.isoformat()}:{change.score}"
+        messages.append(Message("lead.score_changed", data, key, change.computed_at))
+    emit_many(account, messages)
+
+
 def install() -> None:
-    """Register the ingest hook and the grade listener (idempotent)."""
+    """Register the ingest hook and the grade and score listeners (idempotent)."""
     from crmsync.ingest import register_ingest_hook
-    from scoring.signals import on_grade_changed
+    from scoring.signals import on_grade_changed, on_score_changed
 
     register_ingest_hook(emit_capsule_events)
     on_grade_changed(emit_grade_change)
+    on_score_changed(emit_score_changes)

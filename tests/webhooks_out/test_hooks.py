@@ -172,3 +172,20 @@ def test_install_is_idempotent():
 
     assert ingest._hooks.count(hooks.emit_capsule_events) == 1
     assert signals._LISTENERS.count(hooks.emit_grade_change) == 1
+
+
+def test_each_score_change_sends_score_changed_once(client, api_key, account, make_subscription):
+    make_subscription(account, URL, ["lead.score_changed"])
+
+    post_events(client, api_key, event("cta_clicked"))  # 0 -> 30
+    post_events(client, api_key, event("cta_clicked"))  # 30 -> 60
+    post_events(client, api_key, event("time_spent", data={"seconds": 10}))  # no rule for it: unchanged
+
+    changes = payloads("lead.score_changed")
+    assert [(p["data"]["previous_score"], p["data"]["score"]) for p in changes] == [(0, 30), (30, 60)]
+    assert changes[-1]["data"]["grade"] == "warm"
+    assert "CTA" in changes[-1]["data"]["top_contributors"]
+    from scoring import signals
+
+    hooks.install()
+    assert signals._SCORE_LISTENERS.count(hooks.emit_score_changes) == 1
