@@ -9,6 +9,7 @@ this prospect was synced to.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -27,6 +28,18 @@ class Erasure:
 
 
 _BLANKED = ("first_name", "last_name", "phone", "company", "job_title", "consent_source")
+
+
+ErasureHook = Callable[[Prospect], None]
+_erasure_hooks: list[ErasureHook] = []
+
+
+def register_erasure_hook(hook: ErasureHook) -> ErasureHook:
+    """Call ``hook(prospect)`` inside every erasure's transaction, before the row is anonymised
+    (the CRM sync queues the deletion of the person in each connected CRM). Idempotent."""
+    if hook not in _erasure_hooks:
+        _erasure_hooks.append(hook)
+    return hook
 
 
 def erase_prospect(prospect: Prospect, *, actor_label: str, request: HttpRequest | None = None) -> Erasure:
@@ -51,6 +64,9 @@ def erase_prospect(prospect: Prospect, *, actor_label: str, request: HttpRequest
             events_deleted += anonymous
         visitors_deleted, _ = Visitor.objects.filter(prospect=locked).delete()
         already_erased = locked.erased
+        if not already_erased:
+            for hook in list(_erasure_hooks):
+                hook(locked)
         _anonymise(locked)
         if not already_erased:
             audit.record(

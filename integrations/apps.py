@@ -19,6 +19,11 @@ class IntegrationsConfig(AppConfig):
         # Outbox rows are written in the ingest transaction (DESIGN.md data flow).
         register_ingest_hook(enqueue_for_events)
 
+        from crmsync.privacy import register_erasure_hook
+        from integrations.sync.outbox import enqueue_crm_erasure
+
+        register_erasure_hook(enqueue_crm_erasure)  # an erased person is deleted in each CRM
+
         from integrations.webhooks_out import hooks as webhook_hooks
 
         webhook_hooks.install()  # idempotent: capsule events and grade changes → outgoing webhooks

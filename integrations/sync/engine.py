@@ -54,7 +54,14 @@ from integrations.sync.sql import bulk_update_values
 
 log = logging.getLogger(__name__)
 
-ENGAGEMENT_KINDS = (OutboxKind.ACTIVITY, OutboxKind.NOTE, OutboxKind.DEAL, OutboxKind.TASK, OutboxKind.FIELDS)
+ENGAGEMENT_KINDS = (
+    OutboxKind.ACTIVITY,
+    OutboxKind.NOTE,
+    OutboxKind.DEAL,
+    OutboxKind.TASK,
+    OutboxKind.FIELDS,
+    OutboxKind.ERASE,
+)
 
 
 @dataclass
@@ -485,7 +492,12 @@ class Flusher:
         blocked = blocks_outbound(prospects.keys())  # "do not contact" set in the CRM
         groups: dict[str, list[tuple[OutboxItem, object]]] = {"activity": [], "note": [], "deal": [], "task": []}
         field_writes: list[tuple[OutboxItem, str, dict]] = []
+        erasures = [item for item in items if item.kind == OutboxKind.ERASE]
+        if erasures:
+            self._erase(erasures)
         for item in items:
+            if item.kind == OutboxKind.ERASE:
+                continue
             prospect = prospects.get(item.prospect_id)
             link = links.get(item.prospect_id)
             event = events.get(item.event_id) if item.event_id else None
@@ -573,6 +585,38 @@ class Flusher:
                 else:
                     self._finish(item, OutboxState.FAILED, error=outcome.error)
         self._save(items)
+
+    def _erase(self, items: Sequence[OutboxItem]) -> None:
+        """GDPR erasure in the CRM: delete the person. A CRM whose API cannot delete fails the row
+        with a message naming the record to delete by hand (the owner sees it and gets the digest)."""
+        for item in items:
+            crm_id = str(item.payload.get("crm_id", ""))
+            try:
+                self._call(
+                    lambda c, item=item, crm_id=crm_id: c.delete_person(
+                        item.payload.get("object_type", self.person_kind), crm_id
+                    )
+                )
+            except ConfigurationError as error:
+                self._finish(
+                    item,
+                    OutboxState.FAILED,
+                    error=ConfigurationError(
+                        f"{error.message}: delete record {crm_id} in {self.spec.label} by hand to complete the erasure",
+                        code="unsupported",
+                    ),
+                )
+                continue
+            except CrmError as error:
+                if error.kind == "record":
+                    self._finish(item, OutboxState.FAILED, error=error)
+                else:
+                    self._whole_call_failed([item], error)
+                continue
+            RecordLink.objects.filter(connection_id=self.connection_id, prospect_id=item.prospect_id).update(
+                state=LinkState.ERASED, last_sent_fields={}, last_payload_hash=""
+            )
+            self._finish(item, OutboxState.DONE, result="erased in CRM")
 
     def _write_fields(self, connector: Connector, crm_id: str, work: render.FieldWork) -> None:
         """Field writes from workflow triggers: plain fields, the owner (the provider's owner field),

@@ -183,3 +183,30 @@ def kick_after_commit(connections: Iterable[Connection]) -> None:
 
     for connection in connections:
         transaction.on_commit(lambda cid=connection.pk: kick(cid))
+
+
+def enqueue_crm_erasure(prospect: Prospect) -> None:
+    """Erasure hook: delete the person in every CRM it was synced to (GDPR). The work goes through
+    the outbox like any other, so it is retried, visible, and reported where a CRM cannot delete."""
+    from integrations.models import RecordLink
+
+    now = timezone.now()
+    rows = [
+        OutboxItem(
+            connection_id=link.connection_id,
+            prospect_id=prospect.pk,
+            kind=OutboxKind.ERASE,
+            dedupe_key=f"erase:{prospect.pk}",
+            payload={"crm_id": link.crm_id, "object_type": link.crm_object_type},
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        for link in RecordLink.objects.filter(prospect=prospect).exclude(
+            connection__status=ConnectionStatus.DISCONNECTED
+        )
+    ]
+    insert_rows(rows)
+    kick_after_commit(
+        Connection.objects.filter(pk__in=[row.connection_id for row in rows], sync_mode=SyncMode.REALTIME)
+    )

@@ -246,3 +246,21 @@ def test_workflow_trigger_actions_reach_the_crm_exactly_once(crm, account, post_
     assert keys.count("trigger:1:0") == 1 and keys.count("trigger:1:1") == 1
     unsupported = OutboxItem.objects.get(dedupe_key="trigger:1:2")
     assert unsupported.state == OutboxState.FAILED and "lists" in unsupported.last_error
+
+
+def test_erasure_deletes_the_person_in_the_crm_or_says_what_to_delete_by_hand(crm, account, post_events):
+    connection = crm.connect(account)
+    post_events(event("e1", "forget@example.com"))
+    drain()
+    [(crm_id, _email)] = crm.people()
+    erase_prospect(Prospect.objects.get(email="forget@example.com"), actor_label="test")
+    drain()
+    erase = OutboxItem.objects.get(connection=connection, kind=OutboxKind.ERASE)
+    if erase.state == OutboxState.DONE:
+        assert crm.people() == []
+        assert RecordLink.objects.get(connection=connection).state == "erased"
+    else:  # a CRM whose API cannot delete people: visible to the owner, with the record to delete
+        assert erase.state == OutboxState.FAILED and crm_id in erase.last_error and "by hand" in erase.last_error
+    post_events(event("e2", "forget@example.com"))
+    drain()
+    assert crm.people() == ([] if erase.state == OutboxState.DONE else [(crm_id, "forget@example.com")])
