@@ -23,7 +23,7 @@ from integrations.sync.jobs import sync_now
 TEST_ATTRIBUTE = "capsule_test_record"
 
 
-def test_email(connection: Connection) -> str:
+def tagged_email(connection: Connection) -> str:
     return f"capsule-test-record+{connection.pk}@example.com"
 
 
@@ -35,8 +35,8 @@ class TestRecordResult:
     message: str = ""
 
 
-def test_prospect(connection: Connection) -> Prospect | None:
-    return Prospect.objects.filter(account=connection.account, email=test_email(connection)).first()
+def tagged_prospect(connection: Connection) -> Prospect | None:
+    return Prospect.objects.filter(account=connection.account, email=tagged_email(connection)).first()
 
 
 def send_test_record(connection: Connection, *, request=None) -> TestRecordResult:
@@ -44,7 +44,7 @@ def send_test_record(connection: Connection, *, request=None) -> TestRecordResul
     with transaction.atomic():
         prospect, _ = Prospect.objects.get_or_create(
             account=connection.account,
-            email=test_email(connection),
+            email=tagged_email(connection),
             defaults={
                 "first_name": "Capsule",
                 "last_name": "Test record",
@@ -70,7 +70,7 @@ def send_test_record(connection: Connection, *, request=None) -> TestRecordResul
 def delete_test_record(connection: Connection, *, request=None) -> TestRecordResult:
     """Delete the test record in the CRM and the test prospect here. If the CRM's API cannot
     delete, the prospect stays linked and the message says what to delete by hand."""
-    prospect = test_prospect(connection)
+    prospect = tagged_prospect(connection)
     if prospect is None:
         return TestRecordResult(ok=True, message="There is no test record.")
     link = RecordLink.objects.filter(connection=connection, prospect=prospect).first()

@@ -18,7 +18,7 @@ from mapping.rows import rows_for
 from mapping.samples import sample_snapshot
 from mapping.schema import schema_for
 from mapping.service import problems_for
-from mapping.test_record import delete_test_record, send_test_record, test_prospect
+from mapping.test_record import delete_test_record, send_test_record, tagged_prospect
 from mapping.views.common import connection_for, page_context
 
 
@@ -53,7 +53,7 @@ def test_payload(request: HttpRequest, connection_id: int) -> HttpResponse:
             result=result,
             payload_json=json.dumps(result.fields, indent=2, ensure_ascii=False, sort_keys=True) if result else "",
             mapping_problems=problems_for(connection),
-            test_record=test_prospect(connection),
+            test_record=tagged_prospect(connection),
         ),
     )
 

@@ -6,7 +6,7 @@ import pytest
 
 from crmsync.models import AuditEntry, Prospect, Role
 from integrations.models import RecordLink
-from mapping.test_record import test_email
+from mapping.test_record import tagged_email
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,7 +18,7 @@ def test_an_admin_sends_a_test_record_and_deletes_it(crm, account, make_member, 
 
     page = client.post(base + "send/", follow=True).content.decode()
 
-    email = test_email(connection)
+    email = tagged_email(connection)
     assert [address for _id, address in crm.people()] == [email]
     crm_id = RecordLink.objects.get(connection=connection).crm_id
     assert f"id {crm_id}" in page
