@@ -42,9 +42,11 @@ from integrations.errors import AuthError, ConfigurationError, RecordError, Retr
 from integrations.models import (
     BatchSchedule,
     Connection,
+    LinkState,
     OutboxItem,
     OutboxKind,
     OutboxState,
+    RecordLink,
     RunMode,
     RunState,
     SyncMode,
@@ -539,6 +541,9 @@ class ConnectionDashboard:
     runs: list[SyncRun]
     running: SyncRun | None
     days: list[DayReliability] = field(default_factory=list)
+    # Records whose CRM side changed under us: re-linked (deleted or merged there, matched again
+    # or re-created — docs/SYNC.md), deleted in the CRM, erased on request.
+    link_states: dict[str, int] = field(default_factory=dict)
 
     @property
     def target(self) -> dt.timedelta:
@@ -558,6 +563,20 @@ class ConnectionDashboard:
         return sum((day.figure for day in self.days), Reliability())
 
 
+def unusual_links(connection_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Per connection, how many record links are not plainly "linked" (one indexed query)."""
+    result: dict[int, dict[str, int]] = {cid: {} for cid in connection_ids}
+    rows = (
+        RecordLink.objects.filter(connection_id__in=connection_ids)
+        .exclude(state=LinkState.LINKED)
+        .values_list("connection_id", "state")
+        .annotate(n=Count("id"))
+    )
+    for cid, state, n in rows:
+        result[cid][state] = n
+    return result
+
+
 def build(connections: Sequence[Connection], *, now: dt.datetime | None = None) -> list[ConnectionDashboard]:
     """The dashboards of ``connections``, in their order: at most ten queries whatever their number
     (fewer once the past is cached)."""
@@ -570,6 +589,7 @@ def build(connections: Sequence[Connection], *, now: dt.datetime | None = None) 
     runs = latest_runs(ids)
     running = running_runs(ids, now=now)
     days = reliability(connections, now=now)
+    links = unusual_links(ids)
     result = []
     for connection in connections:
         cid = connection.pk
@@ -584,6 +604,7 @@ def build(connections: Sequence[Connection], *, now: dt.datetime | None = None) 
                 runs=runs[cid],
                 running=running.get(cid),
                 days=days[cid],
+                link_states=links[cid],
             )
         )
     return result
