@@ -917,12 +917,14 @@ def test_relinked_deleted_and_erased_records_are_counted_on_the_status_page(acco
     from crmsync.models import Prospect
     from integrations.models import Connection, RecordLink
 
-    connection = Connection.objects.create(account=account, provider="hubspot", access_token="x",
-                                           activated_at=timezone.now())
+    connection = Connection.objects.create(
+        account=account, provider="hubspot", access_token="x", activated_at=timezone.now()
+    )
     for index, state in enumerate(["linked", "relinked", "relinked", "deleted", "erased"]):
         prospect = Prospect.objects.create(account=account, email=f"l{index}@example.com")
-        RecordLink.objects.create(connection=connection, prospect=prospect, crm_object_type="contact",
-                                  crm_id=str(index), state=state)
+        RecordLink.objects.create(
+            connection=connection, prospect=prospect, crm_object_type="contact", crm_id=str(index), state=state
+        )
     client.force_login(make_member(account, "viewer", email="links-viewer@example.com"))
     page = client.get(f"/a/{account.slug}/sync/").content.decode()
     assert "re-linked after a deletion or merge in the CRM: 2" in page
