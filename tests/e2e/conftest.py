@@ -86,8 +86,9 @@ def _copper(ca: LocalCA):
 def _freshsales(ca: LocalCA):
     from integrations.sandbox.freshsales import FreshsalesEmulator
 
-    # An Enterprise plan's hourly quota, so a test's few hundred calls stay within it.
-    return FreshsalesEmulator(hourly_limit=5000), ca
+    # Ten times the published quotas, matched in FAST_LIMITS (pacing at the real ones is tested in
+    # tests/integrations/test_freshsales_connector.py).
+    return FreshsalesEmulator(hourly_limit=50_000, per_minute_limit=4000), ca
 
 
 def _dynamics(ca: LocalCA):
@@ -156,7 +157,7 @@ class Sandbox:
 
 # Providers whose published limits would make these tests take minutes: (requests, window) used
 # instead, matched by their sandbox's own limit in EMULATORS.
-FAST_LIMITS = {"copper": (1800, 60.0)}
+FAST_LIMITS = {"copper": (1800, 60.0), "freshsales": (4000, 60.0)}
 
 
 @contextmanager
