@@ -6,7 +6,7 @@ class CrmSyncConfig(AppConfig):
     verbose_name = "Capsule CRM Sync"
 
     def ready(self) -> None:
-        from crmsync import navigation
+        from crmsync import lookups, navigation  # noqa: F401 - lookups registers field__any
         from crmsync.models import Role
 
         navigation.register("Overview", "crmsync:overview", order=0)

@@ -35,6 +35,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         "direction",
         "lead_creation",
         "score_threshold",
+        "provider_settings",
         "activated_at",
         "created_by",
         "connected_at",
@@ -57,6 +58,18 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # connections are made through OAuth or connect_crm, which verify credentials
+
+    def get_form(self, request: HttpRequest, obj: Connection | None = None, change: bool = False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        field = form.base_fields.get("provider_settings")
+        if field is not None and obj is not None:
+            declared = obj.spec.connection_settings
+            field.help_text = (
+                "; ".join(f"{s.name}: {s.help}" for s in declared)
+                if declared
+                else f"{obj.spec.label} has no per-connection settings."
+            )
+        return form
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)

@@ -183,6 +183,21 @@ class InboundChange:
     merged_into: str | None = None
 
 
+@dataclass(frozen=True)
+class BulkPeopleWrite:
+    """How a connector with a bulk path wants person rows handed to it (``Connector.bulk_people_write``).
+
+    When more than ``threshold`` person rows are due in a batch or manual run, the engine claims up
+    to ``max_rows`` at once and passes them to one ``upsert_people`` call, whose write parts above
+    the threshold go through the CRM's bulk API. ``lease_seconds`` covers the longest such call
+    (a bulk job is asynchronous and may take minutes), so the rows are not reaped mid-job.
+    """
+
+    threshold: int
+    max_rows: int
+    lease_seconds: float
+
+
 @dataclass
 class ConnectionCredentials:
     """What a connector needs from a Connection, decrypted. Refreshed tokens are written back by
@@ -326,6 +341,11 @@ class Connector(ABC):
     @abstractmethod
     def upsert_people(self, object_kind: str, inputs: Sequence[PersonInput]) -> list[WriteOutcome]:
         """Create or update contacts or leads, in batches of ``spec.batch_sizes['upsert']``."""
+
+    def bulk_people_write(self) -> BulkPeopleWrite | None:
+        """Extension point: a connector whose CRM has a bulk API for people returns when and how
+        to use it (see BulkPeopleWrite); the default None keeps ``spec.batch_sizes['upsert']``."""
+        return None
 
     @abstractmethod
     def set_fields(self, object_kind: str, crm_id: str, fields: Mapping[str, Any]) -> None:

@@ -69,6 +69,19 @@ class RateLimitSpec:
 
 
 @dataclass(frozen=True)
+class ConnectionSetting:
+    """A provider-specific whole-number setting ops may set per connection (admin), e.g.
+    Salesforce's ``bulk_threshold``. Stored on ``Connection.provider_settings`` and handed to the
+    connector as ``Connector.settings``; the connector supplies the default when it is unset."""
+
+    name: str
+    label: str
+    help: str
+    minimum: int
+    maximum: int
+
+
+@dataclass(frozen=True)
 class ProviderSpec:
     name: str
     label: str
@@ -89,6 +102,8 @@ class ProviderSpec:
     token_extra_fields: tuple[tuple[str, str], ...] = ()
     # The person object's owner field, for workflow triggers that assign an owner ("" = none).
     owner_field: str = ""
+    # Per-connection settings ops may change in the admin (validated by integrations.provider_settings).
+    connection_settings: tuple[ConnectionSetting, ...] = ()
 
     # -- endpoints, with settings overrides ---------------------------------------------------------
     def _endpoint_override(self, key: str) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -88,6 +89,8 @@ class Connection(models.Model):
     direction = models.CharField(max_length=10, choices=Direction.choices, default=Direction.TO_CRM)
     lead_creation = models.CharField(max_length=20, choices=LeadCreation.choices, default=LeadCreation.ON_IDENTIFY)
     score_threshold = models.PositiveIntegerField(default=0)
+    # Provider-specific settings (ProviderSpec.connection_settings), e.g. Salesforce's bulk_threshold.
+    provider_settings = models.JSONField(default=dict, blank=True)
     activated_at = models.DateTimeField(null=True, blank=True, help_text="When sync was switched on.")
     last_batch_at = models.DateTimeField(null=True, blank=True, help_text="When the last batch window was taken.")
     failure_digest_at = models.DateTimeField(
@@ -138,7 +141,18 @@ class Connection(models.Model):
         connector_class = self.spec.connector_class()
         credentials = self.credentials()
         http = connector_class.make_http(credentials, **http_hooks) if http_hooks else None
-        return connector_class(credentials, http=http, settings={"record_type": self.record_type})
+        return connector_class(
+            credentials, http=http, settings={**(self.provider_settings or {}), "record_type": self.record_type}
+        )
+
+    def clean(self) -> None:
+        from integrations.provider_settings import clean_provider_settings
+
+        super().clean()
+        try:
+            self.provider_settings = clean_provider_settings(self.spec, self.provider_settings)
+        except ValidationError as error:
+            raise ValidationError({"provider_settings": error.messages}) from None
 
     def wipe_credentials(self) -> None:
         self.access_token = ""

@@ -23,14 +23,29 @@ from integrations.models import CLAIMABLE_STATES, OutboxItem, OutboxKind, Outbox
 LEASE = dt.timedelta(seconds=90)
 
 
-def claim(connection_id: int, worker_id: str, limit: int, *, kinds: Sequence[str] | None = None) -> list[OutboxItem]:
+def _due(connection_id: int, kinds: Sequence[str] | None, now: dt.datetime) -> QuerySet[OutboxItem]:
+    due = OutboxItem.objects.filter(connection_id=connection_id, state__in=CLAIMABLE_STATES, next_attempt_at__lte=now)
+    return due.filter(kind__in=kinds) if kinds else due
+
+
+def count_due(connection_id: int, kinds: Sequence[str] | None, *, cap: int) -> int:
+    """How many rows are due now, counting no further than ``cap`` (so the cost stays bounded)."""
+    return _due(connection_id, kinds, timezone.now()).order_by()[:cap].count()
+
+
+def claim(
+    connection_id: int,
+    worker_id: str,
+    limit: int,
+    *,
+    kinds: Sequence[str] | None = None,
+    lease: dt.timedelta = LEASE,
+) -> list[OutboxItem]:
+    """Claim up to ``limit`` due rows for ``lease`` (longer for a call that takes longer, such as
+    a bulk job: the reaper must not hand its rows to another worker mid-call)."""
     now = timezone.now()
     with transaction.atomic():
-        due = OutboxItem.objects.filter(
-            connection_id=connection_id, state__in=CLAIMABLE_STATES, next_attempt_at__lte=now
-        )
-        if kinds:
-            due = due.filter(kind__in=kinds)
+        due = _due(connection_id, kinds, now)
         ids = list(
             due.order_by("next_attempt_at", "id")
             .select_for_update(skip_locked=True)
@@ -38,17 +53,17 @@ def claim(connection_id: int, worker_id: str, limit: int, *, kinds: Sequence[str
         )
         if not ids:
             return []
-        OutboxItem.objects.filter(id__in=ids).update(
-            state=OutboxState.IN_FLIGHT, claimed_by=worker_id, lease_until=now + LEASE, updated_at=now
+        OutboxItem.objects.filter(id__any=ids).update(
+            state=OutboxState.IN_FLIGHT, claimed_by=worker_id, lease_until=now + lease, updated_at=now
         )
-    return list(OutboxItem.objects.filter(id__in=ids, claimed_by=worker_id).order_by("id"))
+    return list(OutboxItem.objects.filter(id__any=ids, claimed_by=worker_id).order_by("id"))
 
 
 def still_mine(items: Sequence[OutboxItem], worker_id: str) -> set[int]:
     """Ids of rows this worker still holds (a reaped-and-reclaimed row must not be overwritten)."""
     return set(
         OutboxItem.objects.filter(
-            id__in=[i.pk for i in items], state=OutboxState.IN_FLIGHT, claimed_by=worker_id
+            id__any=[i.pk for i in items], state=OutboxState.IN_FLIGHT, claimed_by=worker_id
         ).values_list("id", flat=True)
     )
 

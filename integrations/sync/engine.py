@@ -9,6 +9,7 @@ their record and never block the rest of the batch.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -163,7 +164,10 @@ class Flusher:
         engagement_batch = self.spec.batch_sizes.get("activities", person_batch)
         while not self.stop():
             try:
-                people = claiming.claim(self.connection_id, self.worker_id, person_batch, kinds=[OutboxKind.PERSON])
+                claim_size, lease = self._person_claim(person_batch, drain)
+                people = claiming.claim(
+                    self.connection_id, self.worker_id, claim_size, kinds=[OutboxKind.PERSON], lease=lease
+                )
                 if people:
                     self._sync_people(people)
                 engagement = claiming.claim(
@@ -184,6 +188,18 @@ class Flusher:
                 break
         self._save_run_progress()
         return self.stats
+
+    def _person_claim(self, batch: int, drain: bool) -> tuple[int, dt.timedelta]:
+        """Rows to claim for one people pass, and their lease. A connector with a bulk path (e.g.
+        Salesforce Bulk API 2.0) takes every due row up to its job size in one call when more than
+        its threshold are due in a batch or manual run; real-time passes stay small and quick."""
+        bulk = self.connector.bulk_people_write() if drain and self.connector is not None else None
+        if bulk is None:
+            return batch, claiming.LEASE
+        due = claiming.count_due(self.connection_id, [OutboxKind.PERSON], cap=bulk.max_rows)
+        if due <= bulk.threshold:
+            return batch, claiming.LEASE
+        return due, dt.timedelta(seconds=bulk.lease_seconds)
 
     # -- outcomes ----------------------------------------------------------------------------------
     def _finish(
@@ -250,7 +266,7 @@ class Flusher:
         now = timezone.now()
         reopening = [i.pk for i in items if i.kind == OutboxKind.PERSON and i.state in claiming.PERSON_OPEN_STATES]
         if reopening:
-            rows = OutboxItem.objects.filter(id__in=reopening, state=OutboxState.IN_FLIGHT, claimed_by=self.worker_id)
+            rows = OutboxItem.objects.filter(id__any=reopening, state=OutboxState.IN_FLIGHT, claimed_by=self.worker_id)
             claiming.supersede_reopened_person_rows(rows, now)
         groups: dict[tuple, list[int]] = defaultdict(list)
         for item in items:
@@ -266,7 +282,7 @@ class Flusher:
             )
             groups[key].append(item.pk)
         for (state, result, hold, error, error_kind, attempts, next_at, run_id), ids in groups.items():
-            OutboxItem.objects.filter(id__in=ids, state=OutboxState.IN_FLIGHT, claimed_by=self.worker_id).update(
+            OutboxItem.objects.filter(id__any=ids, state=OutboxState.IN_FLIGHT, claimed_by=self.worker_id).update(
                 state=state,
                 result=result,
                 hold_reason=hold,
@@ -305,7 +321,7 @@ class Flusher:
 
     def _prospects(self, ids) -> dict[int, Prospect]:
         """Prospects by id, with the (shared) account attached so consent checks cost no query."""
-        prospects = Prospect.objects.in_bulk(list(ids))
+        prospects = {p.pk: p for p in Prospect.objects.filter(pk__any=list(ids))}
         for prospect in prospects.values():
             prospect.account = self.connection.account
         return prospects
@@ -318,7 +334,7 @@ class Flusher:
         links = {
             link.prospect_id: link
             for link in RecordLink.objects.filter(
-                connection_id=self.connection_id, prospect_id__in=[i.prospect_id for i in items]
+                connection_id=self.connection_id, prospect_id__any=[i.prospect_id for i in items]
             )
         }
         suppressed = _suppressed_ids(account, prospects.values())
@@ -449,7 +465,7 @@ class Flusher:
                 self.stats.updated += 1
             self._finish(item, OutboxState.DONE, result="created" if outcome.created else "updated")
         with transaction.atomic():
-            RecordLink.objects.bulk_create(new_links, ignore_conflicts=True)
+            RecordLink.objects.bulk_create(new_links, ignore_conflicts=True, batch_size=5000)
             bulk_update_values(
                 RecordLink,
                 changed_links,
@@ -463,7 +479,7 @@ class Flusher:
         backfill_event_work(self.connection, prospect_ids)
         OutboxItem.objects.filter(
             connection_id=self.connection_id,
-            prospect_id__in=prospect_ids,
+            prospect_id__any=prospect_ids,
             state=OutboxState.HELD,
             kind__in=ENGAGEMENT_KINDS,
         ).update(state=OutboxState.PENDING, next_attempt_at=timezone.now(), hold_reason="", updated_at=timezone.now())
@@ -477,14 +493,14 @@ class Flusher:
             OutboxItem.objects.filter(
                 connection_id=self.connection_id,
                 kind=OutboxKind.PERSON,
-                prospect_id__in={i.prospect_id for i in items},
+                prospect_id__any=list({i.prospect_id for i in items}),
                 state__in=[OutboxState.PENDING, OutboxState.RETRY, OutboxState.IN_FLIGHT],
             ).values_list("prospect_id", flat=True)
         )
         links = {
             link.prospect_id: link
             for link in RecordLink.objects.filter(
-                connection_id=self.connection_id, prospect_id__in={i.prospect_id for i in items}
+                connection_id=self.connection_id, prospect_id__any=list({i.prospect_id for i in items})
             )
         }
         events = Event.objects.select_related("capsule").in_bulk([i.event_id for i in items if i.event_id])

@@ -111,7 +111,7 @@ def enqueue_for_events(account: Account, events: Sequence[Event], prospects: dic
     for connection in connections:
         # A held person row (consent, score threshold) is looked at again: this event may change that.
         OutboxItem.objects.filter(
-            connection=connection, kind=OutboxKind.PERSON, state=OutboxState.HELD, prospect_id__in=prospect_ids
+            connection=connection, kind=OutboxKind.PERSON, state=OutboxState.HELD, prospect_id__any=list(prospect_ids)
         ).update(state=OutboxState.PENDING, next_attempt_at=now, updated_at=now)
         insert_rows(_person_rows(connection, prospect_ids) + _event_rows(connection, events))
     kick_after_commit(c for c in connections if c.sync_mode == SyncMode.REALTIME)

@@ -60,7 +60,7 @@ def _empty() -> dict[str, Any]:
 
 def load(account: Account, prospect_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     snapshots = {prospect_id: _empty() for prospect_id in prospect_ids}
-    events = Event.objects.filter(account=account, prospect_id__in=prospect_ids).order_by()
+    events = Event.objects.filter(account=account, prospect_id__any=list(prospect_ids)).order_by()
 
     # 1. Counts, sums and the latest activity, grouped by prospect.
     aggregates = events.values("prospect_id").annotate(
@@ -81,7 +81,7 @@ def load(account: Account, prospect_ids: Sequence[int]) -> dict[int, dict[str, A
     # 2. The latest question and the latest capsule, one correlated subquery each.
     latest = Event.objects.filter(prospect=OuterRef("pk")).order_by("-occurred_at", "-id")
     last_items = (
-        Prospect.objects.filter(account=account, pk__in=prospect_ids)
+        Prospect.objects.filter(account=account, pk__any=list(prospect_ids))
         .order_by()
         .annotate(
             last_question=Subquery(

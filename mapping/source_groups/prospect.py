@@ -51,7 +51,7 @@ _JSON_TYPES = {"number": "number", "boolean": "boolean", "string": "string"}
 
 
 def load(account: Account, prospect_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    rows = Prospect.objects.filter(account=account, pk__in=prospect_ids).order_by().values(*COLUMNS)
+    rows = Prospect.objects.filter(account=account, pk__any=list(prospect_ids)).order_by().values(*COLUMNS)
     snapshots: dict[int, dict[str, Any]] = {}
     for row in rows:
         attributes = row.pop("attributes") or {}

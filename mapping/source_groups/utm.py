@@ -15,7 +15,7 @@ FIELDS = [SourceField(f"utm_{name}", f"UTM {name}", "string", GROUP) for name in
 
 
 def load(account: Account, prospect_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    rows = Prospect.objects.filter(account=account, pk__in=prospect_ids).order_by().values_list("id", "utm")
+    rows = Prospect.objects.filter(account=account, pk__any=list(prospect_ids)).order_by().values_list("id", "utm")
     snapshots: dict[int, dict[str, Any]] = {}
     for prospect_id, utm in rows:
         utm = utm or {}

@@ -25,6 +25,7 @@ from integrations.connector import (
 from integrations.errors import (
     AuthError,
     ConfigurationError,
+    CrmError,
     NotFound,
     OAuthError,
     RateLimited,
@@ -111,7 +112,8 @@ def test_450_people_take_three_collection_writes_and_three_queries(salesforce_em
     people = [person(f"p{i}", f"person{i}@example.com", FirstName=f"N{i}") for i in range(450)]
     outcomes = salesforce_connector.upsert_people("contact", people)
     assert all(o.ok and o.created for o in outcomes) and [o.key for o in outcomes] == [p.key for p in people]
-    assert calls(salesforce_emulator, "collections") == 3 and calls(salesforce_emulator, "query") <= 3
+    assert calls(salesforce_emulator, "collections") == 3
+    assert calls(salesforce_emulator, "query") + calls(salesforce_emulator, "composite") == 1  # 3 queries, 1 call
     assert len(salesforce_emulator.records("Contact")) == 450
     by_email = {r["Email"]: r["Id"] for r in salesforce_emulator.records("Contact")}
     assert all(by_email[p.email] == o.crm_id for p, o in zip(people, outcomes, strict=True))
@@ -499,8 +501,29 @@ def test_find_by_email_asks_once_per_200_addresses(salesforce_emulator, salesfor
     assert found["known1@example.com"].fields["Email"] == "Known1@Example.com"
     assert found["known1@example.com"].modified_at is not None
     assert calls(salesforce_emulator, "query") == 1
-    salesforce_connector.find_by_email("contact", [*wanted, "one-more@example.com"])
-    assert calls(salesforce_emulator, "query") == 3
+    # 201 addresses: two queries, sent together in one Composite call (one API call).
+    api_calls = salesforce_emulator.counters.api_calls
+    again = salesforce_connector.find_by_email("contact", [*wanted, "one-more@example.com"])
+    assert sorted(again) == sorted(found)
+    assert calls(salesforce_emulator, "query") == 1 and calls(salesforce_emulator, "composite") == 1
+    assert salesforce_emulator.counters.api_calls == api_calls + 1
+
+
+def test_matching_2000_addresses_takes_two_composite_calls_of_five_queries(salesforce_emulator, salesforce_connector):
+    known = [contact_id(salesforce_emulator, f"match{i}@example.com") for i in range(0, 2000, 97)]
+    wanted = [f"match{i}@example.com" for i in range(2000)]
+    salesforce_emulator.counters.reset()
+    found = salesforce_connector.find_by_email("contact", wanted)
+    assert sorted(r.crm_id for r in found.values()) == sorted(known)
+    assert calls(salesforce_emulator, "composite") == 2 and calls(salesforce_emulator, "query") == 0
+
+
+def test_the_sandbox_refuses_more_than_five_queries_in_one_composite_call(salesforce_emulator, salesforce_connector):
+    sub = {"method": "GET", "url": "/services/data/v59.0/query/?q=SELECT+Id+FROM+Contact"}
+    body = {"compositeRequest": [{**sub, "referenceId": f"q{i}"} for i in range(6)]}
+    with pytest.raises(CrmError) as refused:
+        salesforce_connector.api.rest("POST", "composite", json=body)
+    assert "5 query or collection subrequests" in str(refused.value)
 
 
 def test_email_literals_are_escaped(salesforce_emulator, salesforce_connector):

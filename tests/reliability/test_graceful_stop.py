@@ -96,7 +96,8 @@ def test_sigterm_mid_flush_leaves_nothing_in_flight_and_loses_nothing(hubspot, a
         stderr=subprocess.DEVNULL,
     )
     try:
-        assert wait_for(lambda: OutboxItem.objects.filter(state=OutboxState.IN_FLIGHT).exists()), (
+        # A generous wait: starting Django in a subprocess takes long on a loaded 2-core machine.
+        assert wait_for(lambda: OutboxItem.objects.filter(state=OutboxState.IN_FLIGHT).exists(), seconds=120), (
             "the worker never claimed a batch"
         )
         assert wait_for(

@@ -43,6 +43,10 @@ PROVIDER = ProviderSpec(
         daily=250_000,
         # CRM search has its own, lower limit (historically 4 requests/s per token).
         search_per_second=4,
+        # The 100 / 10 s allowance is this app's alone in the installing account (no other caller
+        # shares it), and the limiter's sliding window is exact, so 5% is margin enough for
+        # arrival jitter; a 429 still blocks every worker for its Retry-After.
+        headroom=0.95,
         headers={
             "limit": "X-HubSpot-RateLimit-Max",
             "remaining": "X-HubSpot-RateLimit-Remaining",

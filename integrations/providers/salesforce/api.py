@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus, urlsplit
 
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError
@@ -33,6 +33,8 @@ from integrations.providers.salesforce.wire import API_VERSION
 _describes: dict[tuple[str, str, str], Mapping[str, Any]] = {}
 _notes: dict[tuple[str, str, str], Any] = {}  # other per-org facts learnt once (a refused field creation)
 _lock = threading.Lock()
+# Query subrequests one Composite call may carry (the rest of its 25 must be other operations).
+COMPOSITE_QUERIES = 5
 
 
 def forget_schemas() -> None:
@@ -90,6 +92,52 @@ class SalesforceApi:
             if page.get("done", True) or not page.get("nextRecordsUrl"):
                 return
             page = self._guard(self.sf.query_more, page["nextRecordsUrl"], identifier_is_url=True)
+
+    def query_many(self, soqls: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """Every record of several SOQL queries, five to a Composite call where there are several.
+
+        A Composite request counts as ONE call toward the org's daily API allocation and may carry
+        up to five query subrequests
+        (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_composite_post.htm),
+        so matching 1,000 addresses costs one call instead of five. A subrequest that failed, or
+        whose result runs to a second page, is finished on its own through ``query`` (which raises
+        the classified error, or follows ``nextRecordsUrl``).
+        """
+        if len(soqls) == 1:
+            yield from self.query(soqls[0])
+            return
+        for start in range(0, len(soqls), COMPOSITE_QUERIES):
+            group = soqls[start : start + COMPOSITE_QUERIES]
+            subrequests = [
+                {"method": "GET", "url": f"{self.data_path}query/?q={quote_plus(soql)}", "referenceId": f"q{i}"}
+                for i, soql in enumerate(group)
+            ]
+            answer = self.rest("POST", "composite", json={"allOrNone": False, "compositeRequest": subrequests})
+            results = {
+                item.get("referenceId"): item
+                for item in ((answer or {}).get("compositeResponse") or [])
+                if isinstance(item, Mapping)
+            }
+            for i, soql in enumerate(group):
+                item = results.get(f"q{i}") or {}
+                body = item.get("body")
+                if int(item.get("httpStatusCode") or 0) >= 300 or not isinstance(body, Mapping):
+                    yield from self.query(soql)  # raises the classified error, or succeeds on its own
+                    continue
+                yield from body.get("records") or []
+                if not body.get("done", True) and body.get("nextRecordsUrl"):
+                    yield from self._more(body["nextRecordsUrl"])
+
+    def _more(self, next_url: str) -> Iterator[dict[str, Any]]:
+        while next_url:
+            page = self._guard(self.sf.query_more, next_url, identifier_is_url=True)
+            yield from page.get("records") or []
+            next_url = "" if page.get("done", True) else page.get("nextRecordsUrl") or ""
+
+    @property
+    def data_path(self) -> str:
+        """``/services/data/v59.0/``: the data API's path, as Composite subrequest URLs give it."""
+        return urlsplit(self.data_url).path
 
     def get(self, sobject: str, record_id: str, fields: list[str] | None = None) -> dict[str, Any]:
         params = {"fields": ",".join(fields)} if fields else None

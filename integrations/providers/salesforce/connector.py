@@ -34,6 +34,7 @@ import requests
 from integrations.connector import (
     CONTACT,
     ActivityInput,
+    BulkPeopleWrite,
     ChangeCursor,
     ChangePage,
     ConnectionCredentials,
@@ -91,6 +92,9 @@ READ_FIELDS = {
 }
 MODIFIED = "SystemModstamp"  # changes by automation too, unlike LastModifiedDate (§1.7)
 DEFAULT_STAGE = "Closed Won"
+# Bulk API 2.0 defaults (connection settings override them; see provider.py).
+DEFAULT_BULK_JOB_ROWS = 100_000
+DEFAULT_BULK_MAX_WAIT = 900.0
 
 
 @dataclass(frozen=True)
@@ -173,11 +177,24 @@ class SalesforceConnector(Connector):
         configured = self.settings.get("bulk_threshold")
         return int(configured) if configured else self.spec.batch_sizes["bulk_threshold"]
 
+    @property
+    def bulk_max_wait(self) -> float:
+        return float(self.settings.get("bulk_max_wait_seconds") or DEFAULT_BULK_MAX_WAIT)
+
     def _bulk(self) -> BulkIngest:
-        return BulkIngest(
-            self.http,
-            self.api.data_url,
-            max_wait=float(self.settings.get("bulk_max_wait_seconds") or 900.0),
+        return BulkIngest(self.http, self.api.data_url, max_wait=self.bulk_max_wait)
+
+    def bulk_people_write(self) -> BulkPeopleWrite:
+        """Bulk API 2.0 above the threshold (crm-reference §1.2): one job of up to ``bulk_job_rows``
+        records replaces ⌈n/200⌉ collection calls. Salesforce splits a job into 10,000-record
+        internal batches itself, so a big job costs no more of the daily batch allocation than
+        several small ones. The lease covers the job's time limit, the e-mail matching queries
+        before it (one per 200 addresses) and the result downloads after it."""
+        rows = int(self.settings.get("bulk_job_rows") or DEFAULT_BULK_JOB_ROWS)
+        return BulkPeopleWrite(
+            threshold=self.bulk_threshold,
+            max_rows=max(rows, self.bulk_threshold + 1),
+            lease_seconds=self.bulk_max_wait + 300.0,
         )
 
     def _keyed(self) -> KeyedWriter:

@@ -3,9 +3,10 @@
 Matching (connector idempotency contract; crm-reference §1.2): an input with a stored CRM id is
 updated by that id — so a changed e-mail updates the same record. The others are looked up by
 e-mail, one SOQL query per 200 addresses (``WHERE Email IN (…)``, converted Leads left out since
-Salesforce refuses edits to them); a match is updated by id, the rest are created. Several
-Salesforce records with one address (Salesforce does not enforce unique e-mails) resolve to the
-oldest, so every run picks the same one.
+Salesforce refuses edits to them), five queries to a Composite call (which counts as one API
+call); a match is updated by id, the rest are created. Several Salesforce records with one
+address (Salesforce does not enforce unique e-mails) resolve to the oldest, so every run picks
+the same one.
 
 Writing: updates go through sObject Collections ``PATCH /composite/sobjects`` and creates through
 ``POST /composite/sobjects``, 200 records a call, ``allOrNone: false`` so one bad record fails
@@ -64,11 +65,13 @@ def match_by_email(
     found: dict[str, dict[str, Any]] = {}
     wanted = ["Id", "Email", "CreatedDate", "SystemModstamp", *extra_fields]
     converted = " AND IsConverted = false" if sobject == "Lead" else ""
-    for chunk in soql.in_chunks(unique):
-        where = f"Email IN {soql.in_list(chunk)}{converted}"
-        query = soql.select(sobject, wanted, where, order_by=("CreatedDate", "Id"))
-        for record in api.query(query):
-            found.setdefault(email_key(record.get("Email")), record)
+    queries = [
+        soql.select(sobject, wanted, f"Email IN {soql.in_list(chunk)}{converted}", order_by=("CreatedDate", "Id"))
+        for chunk in soql.in_chunks(unique)
+    ]
+    # Oldest first within each query; across queries an address occurs in one chunk only.
+    for record in api.query_many(queries):
+        found.setdefault(email_key(record.get("Email")), record)
     return found
 
 

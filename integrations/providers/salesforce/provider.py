@@ -4,7 +4,14 @@
 - Limits: https://developer.salesforce.com/docs/atlas.en-us.salesforce_app_limits_cheatsheet.meta/
 """
 
-from integrations.registry import AUTH_OAUTH, AUTH_PRIVATE_APP_TOKEN, OAuthSpec, ProviderSpec, RateLimitSpec
+from integrations.registry import (
+    AUTH_OAUTH,
+    AUTH_PRIVATE_APP_TOKEN,
+    ConnectionSetting,
+    OAuthSpec,
+    ProviderSpec,
+    RateLimitSpec,
+)
 
 PROVIDER = ProviderSpec(
     name="salesforce",
@@ -38,6 +45,31 @@ PROVIDER = ProviderSpec(
     webhook_signature="none: changes are polled by SystemModstamp",
     record_types=("lead", "contact"),
     owner_field="OwnerId",
+    connection_settings=(
+        ConnectionSetting(
+            name="bulk_threshold",
+            label="Bulk API threshold",
+            help="A write of more records than this (contacts or leads) goes through one Bulk API 2.0 job "
+            "instead of 200-record collection calls. Default 10,000; at least 200, since a job costs five "
+            "calls or more and real-time passes (200 records) must never wait on one.",
+            minimum=200,
+            maximum=150_000_000,
+        ),
+        ConnectionSetting(
+            name="bulk_job_rows",
+            label="Records per Bulk API job",
+            help="At most this many records go into one Bulk API 2.0 job. Default 100,000.",
+            minimum=2,
+            maximum=1_000_000,
+        ),
+        ConnectionSetting(
+            name="bulk_max_wait_seconds",
+            label="Bulk API job time limit (s)",
+            help="A job still running after this long is aborted and its records retried. Default 900.",
+            minimum=30,
+            maximum=3600,
+        ),
+    ),
     connector_path="integrations.providers.salesforce.connector.SalesforceConnector",
     docs_url="https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/",
     token_help="An access token (session id) and the org's instance URL (https://yourorg.my.salesforce.com).",

@@ -28,6 +28,10 @@ S = r"(?P<sobject>[^/]+)"
 MAX_RECORDS = 200
 MAX_RETRIEVE = 2000
 MAX_SUBREQUESTS = 25
+# Of those, at most five may be queries (query, queryAll, query more) or sObject Collections:
+# https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_composite_post.htm
+MAX_QUERY_OR_COLLECTION_SUBREQUESTS = 5
+_QUERY_OR_COLLECTION = re.compile(r"^/services/data/v\d+\.\d+/(query|queryAll|composite/sobjects)(/|\?|$)")
 ROLLED_BACK = {
     "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
     "message": "Record rolled back because not all records were valid and the request was using AllOrNone header",
@@ -239,6 +243,14 @@ class CompositeRoutes:
             raise SfError(400, "JSON_PARSER_ERROR", "compositeRequest must be a non-empty array")
         if len(subs) > MAX_SUBREQUESTS:
             raise SfError(400, "LIMIT_EXCEEDED", f"Composite request size limit of {MAX_SUBREQUESTS} exceeded")
+        heavy = [s for s in subs if isinstance(s, dict) and _QUERY_OR_COLLECTION.match(str(s.get("url", "")))]
+        if len(heavy) > MAX_QUERY_OR_COLLECTION_SUBREQUESTS:
+            raise SfError(
+                400,
+                "LIMIT_EXCEEDED",
+                f"Composite request limit of {MAX_QUERY_OR_COLLECTION_SUBREQUESTS} query or collection "
+                "subrequests exceeded",
+            )
         refs = [s.get("referenceId") if isinstance(s, dict) else None for s in subs]
         for ref, sub in zip(refs, subs, strict=True):
             if not ref or not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", str(ref)) or refs.count(ref) > 1:
