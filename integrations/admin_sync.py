@@ -10,19 +10,30 @@ primary key (always an index).
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from crmsync.admin_support import EstimatedCountPaginator, ReadOnlyAdminMixin, confirm_action, is_confirmed
-from crmsync.models import normalise_email
+from crmsync.admin_support import (
+    LargeTableAdminMixin,
+    ReadOnlyAdminMixin,
+    confirm_action,
+    is_confirmed,
+    prospects_by_email,
+)
 from integrations import dashboard, sync_actions
-from integrations.models import Connection, OutboxItem, OutboxState, RecordLink, SyncRun
+from integrations.models import Connection, OutboxItem, OutboxState, RecordLink, RecordType, SyncRun
 
 # Skipping asks for a confirmation that lists every row; keep the list a readable length.
 MAX_SKIP_SELECTION = 1_000
 ERROR_PREVIEW = 80
+
+
+# Done rows carry no error (the engine clears it on success), so an error search reads the others
+# through outbox_ops_idx (state, -updated_at) instead of every row of the outbox.
+ERROR_STATES = [state for state in OutboxState.values if state != OutboxState.DONE]
+CONNECTION_SECRETS = ("access_token", "refresh_token", "webhook_secret")
 
 
 def _looks_like_email(term: str) -> bool:
@@ -57,7 +68,34 @@ class ErrorKindFilter(admin.SimpleListFilter):
         return list(dashboard.ERROR_KINDS.items())
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(last_error_kind=self.value()) if self.value() else queryset
+        # Only rows that are not done carry an error: the states make it an index range.
+        if not self.value():
+            return queryset
+        return queryset.filter(state__in=ERROR_STATES, last_error_kind=self.value())
+
+
+class RecordTypeFilter(admin.SimpleListFilter):
+    """Fixed choices (the engine links contacts or leads): the default filter of this text field
+    would SELECT DISTINCT over every link."""
+
+    title = "CRM record type"
+    parameter_name = "crm_object_type"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return list(RecordType.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(crm_object_type=self.value()) if self.value() else queryset
+
+
+class WithoutCredentialsMixin:
+    """Change lists that show each row's connection read it without its encrypted credentials:
+    they are never shown, and decrypting three tokens per row was a tenth of a page's time."""
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The admin's change list adds list_select_related only to a queryset that selects nothing yet.
+        queryset = super().get_queryset(request).select_related("connection", *self.list_select_related)
+        return queryset.defer(*(f"connection__{name}" for name in CONNECTION_SECRETS))
 
 
 class SyncActionPermissionMixin:
@@ -69,7 +107,9 @@ class SyncActionPermissionMixin:
 
 
 @admin.register(OutboxItem)
-class OutboxItemAdmin(SyncActionPermissionMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class OutboxItemAdmin(
+    WithoutCredentialsMixin, LargeTableAdminMixin, SyncActionPermissionMixin, ReadOnlyAdminMixin, admin.ModelAdmin
+):
     list_display = (
         "pk",
         "account",
@@ -88,8 +128,6 @@ class OutboxItemAdmin(SyncActionPermissionMixin, ReadOnlyAdminMixin, admin.Model
     raw_id_fields = ("connection", "prospect", "event", "run")
     search_fields = ("prospect__email", "last_error")
     search_help_text = "A prospect's e-mail address or its start, a row id, or words from the CRM's error message."
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
     ordering = ("-pk",)
     actions = ("retry_selected", "skip_selected")
     fields = (
@@ -133,11 +171,10 @@ class OutboxItemAdmin(SyncActionPermissionMixin, ReadOnlyAdminMixin, admin.Model
         if not term:
             return queryset, False
         if _looks_like_email(term):
-            email = normalise_email(term)
-            return queryset.filter(Q(prospect__email=email) | Q(prospect__email__startswith=email)), False
+            return queryset.filter(prospect_id__in=prospects_by_email(term)), False
         if term.isdigit():
             return queryset.filter(pk=int(term)), False
-        return queryset.filter(last_error__icontains=term), False
+        return queryset.filter(state__in=ERROR_STATES, last_error__icontains=term), False
 
     @admin.action(description="Retry selected", permissions=["sync"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[OutboxItem]) -> None:
@@ -176,7 +213,7 @@ class OutboxItemAdmin(SyncActionPermissionMixin, ReadOnlyAdminMixin, admin.Model
 
 
 @admin.register(SyncRun)
-class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class SyncRunAdmin(WithoutCredentialsMixin, LargeTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "pk",
         "account",
@@ -199,8 +236,6 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     raw_id_fields = ("connection", "started_by")
     search_fields = ("=connection__account__slug",)
     search_help_text = "An account's slug, exactly."
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
     ordering = ("-pk",)
     fields = (
         "connection",
@@ -234,15 +269,13 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(RecordLink)
-class RecordLinkAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class RecordLinkAdmin(WithoutCredentialsMixin, LargeTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("crm_id", "crm_object_type", "account", "connection", "prospect", "state", "last_synced_at")
-    list_filter = ("state", "crm_object_type", "connection__provider")
+    list_filter = ("state", RecordTypeFilter, "connection__provider")
     list_select_related = ("connection__account", "prospect")
     raw_id_fields = ("connection", "prospect")
     search_fields = ("=crm_id", "prospect__email")
     search_help_text = "A CRM record id exactly, or a prospect's e-mail address or its start."
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
     ordering = ("-pk",)
 
     @admin.display(description="Account", ordering="connection__account__name")
@@ -254,9 +287,10 @@ class RecordLinkAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if not term:
             return queryset, False
         if _looks_like_email(term):
-            email = normalise_email(term)
-            return queryset.filter(Q(prospect__email=email) | Q(prospect__email__startswith=email)), False
-        return queryset.filter(crm_id=term), False
+            return queryset.filter(prospect_id__in=prospects_by_email(term)), False
+        # Through link_crm_id_idx (connection, crm_id): one probe per connection.
+        connection_ids = list(Connection.objects.order_by("pk").values_list("pk", flat=True))
+        return queryset.filter(connection_id__in=connection_ids, crm_id=term), False
 
 
 class ConnectionSync(Connection):

@@ -16,7 +16,7 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
-from crmsync.admin_support import AuditedAdminMixin, EstimatedCountPaginator, ReadOnlyAdminMixin
+from crmsync.admin_support import AuditedAdminMixin, EstimatedCountPaginator, ReadOnlyAdminMixin, prospects_by_email
 from crmsync.models import Account
 from scoring.forms import AdminScoringRuleForm, ScoringRuleForm, check_bands
 from scoring.models import GradeBand, GradeChange, ProspectScore, ScoreRecompute, ScoringAccount, ScoringRule
@@ -205,7 +205,12 @@ class ProspectScoreAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = fields
 
     def get_search_results(self, request: HttpRequest, queryset, search_term: str):
-        return super().get_search_results(request, queryset, search_term.strip().lower())
+        # The matching prospects first, by index ranges of (account, email): a join on the
+        # prefix read every prospect (a second at a million).
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(prospect_id__in=prospects_by_email(term)), False
 
     @admin.display(description="Breakdown")
     def breakdown_table(self, score: ProspectScore) -> str:
@@ -231,6 +236,9 @@ class GradeChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     raw_id_fields = ("prospect",)
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+    # Newest first by id (the primary key's index), not the model's (-at, -id), which no index
+    # serves across accounts.
+    ordering = ("-pk",)
 
 
 @admin.register(ScoreRecompute)

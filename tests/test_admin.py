@@ -139,7 +139,7 @@ def test_change_lists_do_not_count_the_whole_table_twice():
     [
         ("PERSON1@Example.com", ["person1@example.com"]),
         ("person1", ["person1@example.com"]),
-        ('"company 2"', ["person2@example.com"]),
+        ('"company 2"', []),  # e-mail only: no index serves a name or company search over a million rows
         ("example.com", []),  # prefix lookups only: no substring scan over every row
     ],
 )

@@ -11,7 +11,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from crmsync.admin_support import EstimatedCountPaginator, ReadOnlyAdminMixin
+from crmsync.admin_support import LargeTableAdminMixin, ReadOnlyAdminMixin
 from integrations.models import DeliveryState, WebhookDelivery, WebhookSubscription
 from integrations.webhooks_out import catalogue, delivery, subscriptions
 
@@ -89,7 +89,7 @@ class EventTypeFilter(admin.SimpleListFilter):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(WebhookActionPermissionMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class WebhookDeliveryAdmin(LargeTableAdminMixin, WebhookActionPermissionMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "pk",
         "account",
@@ -106,8 +106,6 @@ class WebhookDeliveryAdmin(WebhookActionPermissionMixin, ReadOnlyAdminMixin, adm
     list_select_related = ("account", "subscription")
     search_fields = ("=idempotency_key",)
     search_help_text = "An idempotency key exactly (e.g. event:123), or a delivery id."
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
     ordering = ("-pk",)
     actions = ("replay_selected", "retry_selected")
     fields = (
@@ -141,7 +139,9 @@ class WebhookDeliveryAdmin(WebhookActionPermissionMixin, ReadOnlyAdminMixin, adm
             return queryset, False
         if term.isdigit():
             return queryset.filter(pk=int(term)), False
-        return queryset.filter(idempotency_key=term), False
+        # Through webhook_delivery_once (subscription, idempotency_key): one probe per subscription.
+        subscription_ids = list(WebhookSubscription.objects.order_by("pk").values_list("pk", flat=True))
+        return queryset.filter(subscription_id__in=subscription_ids, idempotency_key=term), False
 
     def _resend(self, request: HttpRequest, queryset: QuerySet, action: str, only_states: tuple[str, ...] | None):
         rows = list(queryset.order_by("pk")[: MAX_RESEND + 1])

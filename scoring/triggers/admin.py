@@ -42,6 +42,9 @@ class TriggerFiringAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     raw_id_fields = ("prospect", "event", "rule")
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+    # Newest first by id (the primary key's index), not the model's (-fired_at, -id): no index
+    # serves that across accounts, and sorting every firing took 250 ms at 100,000.
+    ordering = ("-pk",)
     fields = ("rule", "account", "prospect", "event", "key", "condition_type", "fired_at", "actions_display")
     readonly_fields = fields
 
