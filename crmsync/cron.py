@@ -7,6 +7,7 @@ Without Redis, ``serve_local`` runs the same TIMETABLE on a thread.
 
 from rq import cron
 
+from integrations import dashboard
 from integrations.inbound import jobs as inbound_jobs
 from integrations.providers.zoho import channels as zoho_channels
 from integrations.sync import digest, jobs
@@ -27,6 +28,8 @@ TIMETABLE = (
     (webhook_jobs.deliver_due, "default", 15),
     # Inbound CRM changes: due polls and lost kicks.
     (inbound_jobs.tick, "default", 60),
+    # Status pages: count settled hours into the cache so no page view counts a month of rows.
+    (dashboard.warm_figures, "default", 300),
     # Zoho notification channels expire within a day: renew them well before.
     (zoho_channels.renew_due_channels, "default", 3600),
 )

@@ -189,6 +189,17 @@ def _parse_rate(value: str) -> str:
 # Checked here so a typo stops start-up instead of failing every API request.
 API_KEY_RATE_LIMIT = env_parsed("API_KEY_RATE_LIMIT", "60000/minute", _parse_rate, "a rate such as 60000/minute")
 
+# The cache holds the status pages' settled figures (past hours and days of a month of outbox
+# rows). In Redis when REDIS_URL is set, so every web process shares them and a restart does not
+# recount a month; in process memory otherwise (the embedded default).
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "cache"}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
 # Jobs: RQ over Redis when REDIS_URL is set; otherwise jobs run in-process after commit.
 RQ_QUEUES = {
     name: {"URL": REDIS_URL or "redis://127.0.0.1:6379/0", "DEFAULT_TIMEOUT": 600}

@@ -24,6 +24,7 @@ The reliability figure (issue 10 item 4) is defined in :func:`reliability`.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
@@ -90,6 +91,8 @@ REALTIME_TARGET = dt.timedelta(minutes=5)
 MANUAL_TARGET = dt.timedelta(hours=1)
 BATCH_GRACE = dt.timedelta(hours=1)
 BATCH_INTERVALS = {BatchSchedule.HOURLY: dt.timedelta(hours=1), BatchSchedule.DAILY: dt.timedelta(days=1)}
+
+log = logging.getLogger(__name__)
 
 
 def target_for(mode: str, batch_schedule: str = BatchSchedule.HOURLY) -> dt.timedelta:
@@ -266,6 +269,22 @@ SETTLE = dt.timedelta(minutes=10)
 FINAL_CACHE_SECONDS = 8 * 24 * 3600
 
 
+def _cached(keys: list[str]) -> dict[str, object]:
+    """Settled figures from the cache; a cache that is down (Redis restarting) only costs a recount."""
+    try:
+        return cache.get_many(keys)
+    except Exception:  # any cache failure: count from the database instead
+        log.warning("status figures cache unavailable; counting from the database", exc_info=True)
+        return {}
+
+
+def _remember(values: dict[str, object]) -> None:
+    try:
+        cache.set_many(values, FINAL_CACHE_SECONDS)
+    except Exception:  # the figures are shown anyway; the next view counts again
+        log.warning("status figures cache unavailable; not caching", exc_info=True)
+
+
 def _cache_key(kind: str, connection: Connection, start: dt.datetime | dt.date) -> str:
     # The connection's creation time is part of the key, so a reused id (a restored database, a
     # test run against a shared cache) never reads another connection's numbers.
@@ -321,7 +340,7 @@ def synced_counts(
     final = {
         (c.pk, s): _cache_key(f"done-{unit}", c, s) for c in connections for s in starts if s + step <= now - SETTLE
     }
-    cached = cache.get_many(list(final.values())) if final else {}
+    cached = _cached(list(final.values())) if final else {}
     values = {bucket: cached[key] for bucket, key in final.items() if key in cached}
     values.update(known or {})
     needed = sorted({s for c in connections for s in starts if (c.pk, s) not in values})
@@ -335,7 +354,7 @@ def synced_counts(
                     values[bucket] = counted.get(bucket, 0)
                     if bucket in final:
                         fresh[final[bucket]] = values[bucket]
-        cache.set_many(fresh, FINAL_CACHE_SECONDS)
+        _remember(fresh)
     return {c.pk: [values.get((c.pk, s), 0) for s in starts] for c in connections}
 
 
@@ -502,7 +521,7 @@ def reliability(
         for hour in hours:
             if hour + HOUR + settled <= now:
                 final[(connection.pk, hour)] = _cache_key("reliability", connection, hour)
-    cached = cache.get_many(list(final.values())) if final else {}
+    cached = _cached(list(final.values())) if final else {}
     figures = {bucket: Reliability(*cached[key]) for bucket, key in final.items() if key in cached}
     needed = [hour for hour in hours if any((c.pk, hour) not in figures for c in connections)]
     if needed:
@@ -515,7 +534,7 @@ def reliability(
                     figures[bucket] = counted.get(bucket, Reliability())
                     if bucket in final:
                         fresh[final[bucket]] = (figures[bucket].on_time, figures[bucket].decided)
-        cache.set_many(fresh, FINAL_CACHE_SECONDS)
+        _remember(fresh)
     result = {}
     for connection in connections:
         per_day = {start.date(): Reliability() for start in day_starts}
@@ -608,3 +627,22 @@ def build(connections: Sequence[Connection], *, now: dt.datetime | None = None) 
             )
         )
     return result
+
+
+WARM_CHUNK = 100
+
+
+def warm_figures(*, now: dt.datetime | None = None) -> int:
+    """Count the settled past of every live connection's charts and reliability into the cache
+    (scheduler, every few minutes), so no owner's page view is the one that counts a month of
+    rows. Cheap once warm: only the hours that settled since the last run are counted. Returns
+    the number of connections warmed."""
+    now = now or timezone.now()
+    warmed = 0
+    ids = list(Connection.objects.live().filter(activated_at__isnull=False).order_by("pk").values_list("pk", flat=True))
+    for start in range(0, len(ids), WARM_CHUNK):
+        connections = list(Connection.objects.filter(pk__in=ids[start : start + WARM_CHUNK]).order_by("pk"))
+        volumes(connections, now=now)
+        reliability(connections, now=now)
+        warmed += len(connections)
+    return warmed

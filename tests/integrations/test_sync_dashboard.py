@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import URLPattern, reverse
 from django.utils import timezone
 
+from crmsync.cron import TIMETABLE
 from crmsync.models import Account, AuditEntry, Prospect, Role
 from integrations import dashboard, sync_urls
 from integrations.charts import BarChart, Series, render_svg
@@ -929,3 +930,35 @@ def test_relinked_deleted_and_erased_records_are_counted_on_the_status_page(acco
     page = client.get(f"/a/{account.slug}/sync/").content.decode()
     assert "re-linked after a deletion or merge in the CRM: 2" in page
     assert "deleted in the CRM: 1" in page and "erased on request: 1" in page
+
+
+def test_the_scheduler_warms_every_live_connection_so_a_page_view_counts_only_open_hours(
+    account, hubspot, django_assert_num_queries
+):
+    now = dt.datetime(2026, 3, 10, 12, 30, tzinfo=UTC)
+    make_item(hubspot, OutboxState.DONE, updated_at=now - dt.timedelta(hours=3))
+    make_item(hubspot, OutboxState.DONE, updated_at=now - dt.timedelta(days=3))
+    never_activated = make_connection(account, provider="salesforce", activated_at=None)
+
+    assert dashboard.warm_figures(now=now) == 1
+    assert dashboard.warm_figures in [job for job, _queue, _every in TIMETABLE]
+
+    with django_assert_num_queries(2):  # the open hour's done rows and the failed rows
+        hourly, daily = dashboard.volumes([hubspot], now=now)
+    assert sum(hourly[hubspot.pk].synced) == 1 and sum(daily[hubspot.pk].synced) == 2
+    assert not cache.get(
+        dashboard._cache_key("done-hour", never_activated, now.replace(minute=0) - dt.timedelta(hours=3))
+    )
+
+
+def test_a_cache_that_is_down_costs_a_recount_not_the_page(hubspot, monkeypatch):
+    now = dt.datetime(2026, 3, 10, 12, 30, tzinfo=UTC)
+    make_item(hubspot, OutboxState.DONE, updated_at=now - dt.timedelta(hours=3))
+
+    def down(*args, **kwargs):
+        raise ConnectionError("Redis is restarting")
+
+    monkeypatch.setattr(dashboard.cache, "get_many", down)
+    monkeypatch.setattr(dashboard.cache, "set_many", down)
+    hourly, _daily = dashboard.volumes([hubspot], now=now)
+    assert sum(hourly[hubspot.pk].synced) == 1
