@@ -40,12 +40,26 @@ M = TypeVar("M", bound=models.Model)
 Row = dict[str, Any]
 
 
+# Fields whose Python values (str, int, bool, None) json.dumps writes as they are: calling
+# get_prep_value on each of them cost more than building the whole JSON document.
+# Only Django's own conversions qualify: a subclass that overrides get_prep_value keeps it.
+_AS_IS_FIELDS = (models.CharField, models.TextField, models.IntegerField, models.BooleanField)
+_PLAIN_PREP = {field_class.get_prep_value for field_class in _AS_IS_FIELDS}
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
 def _to_json(field: models.Field) -> Callable[[Any], Any]:
     """How one field's Python value goes into the JSON rows (chosen once per field, not per value)."""
     if isinstance(field, models.JSONField):
-        return lambda value: value
+        return _as_is
     if isinstance(field, models.DateTimeField | models.DateField):
         return lambda value: None if value is None else value.isoformat()
+    target = field.target_field if field.is_relation else field  # a foreign key is sent as its target's value
+    if type(target).get_prep_value in _PLAIN_PREP and isinstance(target, _AS_IS_FIELDS):
+        return _as_is
     return lambda value: None if value is None else field.get_prep_value(value)
 
 
@@ -145,6 +159,16 @@ def update_rows(model: type[models.Model], rows: Sequence[Row]) -> None:
     INSERT by primary key that turns into an UPDATE on the conflict, so the table's own column
     types apply and no casts are needed. The rows must exist and be locked (they are, after
     ``insert_or_lock``), or a deleted one would come back.
+    """
+    upsert_rows(model, rows)
+
+
+def upsert_rows(model: type[models.Model], rows: Sequence[Row]) -> None:
+    """INSERT the rows, or write the given fields of those whose primary key exists: one statement.
+
+    ``bulk_create(update_conflicts=True)`` does the same with a model instance per row and an array
+    parameter per column, which psycopg quotes value by value; here the rows are one JSON
+    parameter. Rows hold the primary key and the same fields each (see ``update_rows``).
     """
     if not rows:
         return

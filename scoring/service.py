@@ -14,12 +14,11 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from crmsync.ingest_sql import upsert_rows
 from crmsync.models import Event
 from scoring.engine import BandSpec, RuleSpec, ScoredEvent, compute_score, format_contributors, grade_for
 from scoring.models import GradeBand, GradeChange, ProspectScore, ScoringRule
-from scoring.signals import ScoreChange, notify_grade_changed, notify_scores_changed
-
-_SCORE_FIELDS = ["account", "score", "grade", "breakdown", "top_contributors", "computed_at"]
+from scoring.signals import ScoreChange, notify_grade_changes, notify_scores_changed
 
 
 @dataclass(frozen=True)
@@ -74,26 +73,27 @@ def score_prospects(
     band_names = {band.name for band in inputs.bands}
     starting_grade = grade_for(0, inputs.bands) if reason == GradeChange.Reason.INGEST else None
 
-    scores: list[ProspectScore] = []
+    scores: list[dict] = []  # ProspectScore rows, written in one upsert
     changes: list[GradeChange] = []
     score_changes: list[ScoreChange] = []
     for prospect_id in ids:
         result = compute_score(events.get(prospect_id, ()), inputs.rules, inputs.bands, now)
+        top_contributors = format_contributors(result.top_contributors)[:500]
         scores.append(
-            ProspectScore(
-                prospect_id=prospect_id,
-                account_id=account_id,
-                score=result.score,
-                grade=result.grade,
-                breakdown=result.breakdown,
-                top_contributors=format_contributors(result.top_contributors)[:500],
-                computed_at=now,
-            )
+            {
+                "prospect_id": prospect_id,
+                "account_id": account_id,
+                "score": result.score,
+                "grade": result.grade,
+                "breakdown": result.breakdown,
+                "top_contributors": top_contributors,
+                "computed_at": now,
+            }
         )
         previous_score = stored[prospect_id][1] if prospect_id in stored else (0 if starting_grade else None)
         if previous_score is not None and previous_score != result.score:
             score_changes.append(
-                ScoreChange(prospect_id, previous_score, result.score, result.grade, scores[-1].top_contributors, now)
+                ScoreChange(prospect_id, previous_score, result.score, result.grade, top_contributors, now)
             )
         old = previous.get(prospect_id, starting_grade)
         if old is not None and old != result.grade and old in band_names:
@@ -109,14 +109,11 @@ def score_prospects(
                 )
             )
 
-    ProspectScore.objects.bulk_create(
-        scores, update_conflicts=True, unique_fields=["prospect"], update_fields=_SCORE_FIELDS
-    )
+    upsert_rows(ProspectScore, scores)  # INSERT … ON CONFLICT (prospect) DO UPDATE, rows as one JSON parameter
     notify_scores_changed(account_id, score_changes)
     if changes:
         GradeChange.objects.bulk_create(changes)
-        for change in changes:
-            notify_grade_changed(change.prospect_id, change.from_grade, change.to_grade)
+        notify_grade_changes(account_id, [(c.prospect_id, c.from_grade, c.to_grade) for c in changes])
     return changes
 
 

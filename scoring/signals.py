@@ -38,6 +38,11 @@ def on_grade_changed(listener: GradeListener) -> GradeListener:
     A listener must be quick and must not dispatch work before commit (use crmsync.jobs.enqueue).
     An exception propagates: the transaction rolls back, so a crossing is never half-handled.
 
+    A scoring pass (one ingest, one recompute chunk) can cross many prospects at once. A listener
+    that can handle them together gives itself a ``for_many`` attribute, ``for_many(account_id,
+    [(prospect_id, old, new), …])``, which is then called once per pass instead of the listener
+    once per crossing (so it can, say, look up the account's subscriptions once, not per prospect).
+
     Returns ``listener``, so it can be used as a decorator. Registering twice has no effect.
     """
     if listener not in _LISTENERS:
@@ -53,6 +58,19 @@ def remove_grade_listener(listener: GradeListener) -> None:
 def notify_grade_changed(prospect_id: int, old: str, new: str) -> None:
     for listener in list(_LISTENERS):
         listener(prospect_id, old, new)
+
+
+def notify_grade_changes(account_id: int, changes: list[tuple[int, str, str]]) -> None:
+    """Report one scoring pass's crossings ``(prospect_id, old, new)``, all of ``account_id``."""
+    if not changes:
+        return
+    for listener in list(_LISTENERS):
+        for_many = getattr(listener, "for_many", None)
+        if for_many is not None:
+            for_many(account_id, changes)
+        else:
+            for prospect_id, old, new in changes:
+                listener(prospect_id, old, new)
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,9 @@ def secret_scan() -> Iterator[CapturingHandler]:
     finally:
         emulator_class.__init__ = original_init
         root.removeHandler(handler)
-    issued += [obj.secrets_issued for obj in gc.get_objects() if isinstance(obj, emulator_class)]
+    # type(), not isinstance(): isinstance reads __class__, which makes a lazy object (a request's user
+    # left in uncollected garbage) load itself from the database at the end of the session.
+    issued += [obj.secrets_issued for obj in gc.get_objects() if issubclass(type(obj), emulator_class)]
     secrets = {secret for secrets in issued for secret in secrets}
     leaks = find_leaks(handler.lines, secrets)
     if leaks:

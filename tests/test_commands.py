@@ -193,6 +193,9 @@ def test_bench_ingest_reports_figures_and_cleans_up():
     assert (figures["single_events"], figures["batched_events"], figures["errors"]) == (20, 120, 0)
     assert figures["single_events_per_s"] > 0
     assert figures["batched_events_per_s"] > 0
+    # CPU per 1,000 events, read from /proc: the workers' always, PostgreSQL's when it runs here.
+    assert figures["batched_web_cpu_ms_per_1000_events"] > 0
+    assert "batched_cpu_ms_per_1000_events" in figures and "single_p99_ms" in figures
     assert figures["events_stored"] == 20 + 120 + 80 + 50  # and the warm-up's
     assert "events/s" in out
     # The throwaway account (and its events) is gone, and so is gunicorn.

@@ -111,7 +111,8 @@ def test_the_api_key_last_use_is_recorded_at_most_once_a_minute(client, api_key)
 
 
 def _set(path, value):
-    """A change to an event: set the dotted ``path`` to ``value`` (``...`` deletes it)."""
+    """A change to an event: set the dotted ``path`` to ``value`` (``...`` deletes it; a callable
+    is called when the change is applied)."""
 
     def change(body):
         *parents, last = path.split(".")
@@ -121,14 +122,15 @@ def _set(path, value):
         if value is ...:
             target.pop(last, None)
         else:
-            target[last] = value
+            target[last] = value() if callable(value) else value
         return body
 
     return change
 
 
 def _future(minutes):
-    return (timezone.now() + timedelta(minutes=minutes)).isoformat()
+    # Worked out when the test runs, not when it is collected (a slow suite reaches it later).
+    return lambda: (timezone.now() + timedelta(minutes=minutes)).isoformat()
 
 
 # (event type, change, the field reported, a fragment of its message)

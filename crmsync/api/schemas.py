@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
-from django.utils import timezone
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -60,7 +59,8 @@ Timestamp = Annotated[AwareDatetime, Strict(False), BeforeValidator(_require_str
 
 
 def _not_in_future(value: datetime) -> datetime:
-    if value > timezone.now() + FUTURE_TOLERANCE:
+    # datetime.now(UTC) is what timezone.now() returns (USE_TZ is on), without a settings lookup per event.
+    if value > datetime.now(UTC) + FUTURE_TOLERANCE:
         raise ValueError("must not be more than 5 minutes in the future")
     return value
 

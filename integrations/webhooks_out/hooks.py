@@ -92,6 +92,17 @@ def emit_grade_change(prospect_id: int, old: str, new: str) -> None:
     emit_many(account, messages)
 
 
+def emit_grade_changes(account_id: int, changes: list[tuple[int, str, str]]) -> None:
+    """``emit_grade_change`` for a scoring pass's crossings: one query when nobody subscribed."""
+    if not WebhookSubscription.objects.filter(account_id=account_id, active=True).exists():
+        return
+    for prospect_id, old, new in changes:
+        emit_grade_change(prospect_id, old, new)
+
+
+emit_grade_change.for_many = emit_grade_changes  # type: ignore[attr-defined]  # see scoring.signals
+
+
 def emit_score_changes(account_id: int, changes: list) -> None:
     """Score listener: ``lead.score_changed`` for each prospect whose score changed (one pass)."""
     from crmsync.models import Account

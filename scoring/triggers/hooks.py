@@ -108,3 +108,15 @@ def fire_for_grade_change(prospect_id: int, old: str, new: str) -> None:
     planned = firings_for_grade_change([spec_of(rule) for rule in rules.values()], crossing, minimums)
     if planned:
         record_firings(prospect.account, planned, rules, prospects={prospect.pk: prospect})
+
+
+def fire_for_grade_changes(account_id: int, changes: list[tuple[int, str, str]]) -> None:
+    """``fire_for_grade_change`` for a scoring pass's crossings: one query when the account has no such rule."""
+    rules = TriggerRule.objects.filter(account_id=account_id, enabled=True, condition_type=ConditionType.GRADE_CROSSED)
+    if not rules.exists():
+        return
+    for prospect_id, old, new in changes:
+        fire_for_grade_change(prospect_id, old, new)
+
+
+fire_for_grade_change.for_many = fire_for_grade_changes  # type: ignore[attr-defined]  # see scoring.signals

@@ -91,6 +91,30 @@ def test_a_failing_listener_rolls_the_ingest_back(account, ingest):
     assert not GradeChange.objects.exists()
 
 
+def test_a_listener_with_for_many_gets_all_crossings_of_a_pass_at_once(account, ingest, grade_calls):
+    batches: list[tuple[int, list]] = []
+
+    def listener(prospect_id: int, old: str, new: str) -> None:
+        raise AssertionError("for_many is called instead")
+
+    listener.for_many = lambda account_id, changes: batches.append((account_id, changes))
+    on_grade_changed(listener)
+    try:
+        ingest(
+            account,
+            event("cta_clicked"),
+            event("content_downloaded"),
+            event("cta_clicked", "bob@example.com"),
+            event("content_downloaded", "bob@example.com"),
+        )
+    finally:
+        remove_grade_listener(listener)
+
+    ann, bob = prospect_id(account), prospect_id(account, "bob@example.com")
+    assert batches == [(account.pk, sorted([(ann, "cold", "warm"), (bob, "cold", "warm")]))]
+    assert sorted(grade_calls) == sorted([(ann, "cold", "warm"), (bob, "cold", "warm")])  # others one by one
+
+
 def test_registering_a_listener_twice_calls_it_once(account, ingest, grade_calls):
     listener_calls: list[tuple] = []
 

@@ -4,6 +4,12 @@ Without --url it starts gunicorn (the Procfile's server) on a free local port ag
 database this command uses, creates a throwaway account and key, posts realistic events (known
 and new prospects, anonymous visitors, identification), prints events per second against the
 targets and one JSON line, then stops gunicorn and deletes the account.
+
+Events per second depend on whatever else the machine runs, so it also prints a figure that
+does not: the CPU time spent per 1,000 events by the gunicorn workers and by the PostgreSQL
+backends serving the benchmark's database (``*_cpu_ms_per_1000_events``), read from
+``/proc/<pid>/stat`` before and after each phase. The database figure needs PostgreSQL on this
+machine (it is null otherwise), the workers' figure a server started here (null with --url).
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from django.db import connection
 from django.utils import timezone
 
 from crmsync.models import Account, ApiKey, Event, EventType
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 SINGLE_TARGET = 200  # events/s, one event per request
 BATCH_TARGET = 1000  # events/s, 500-event batches
@@ -98,10 +106,17 @@ class Phase:
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    cpu: dict[str, float | None] = field(default_factory=dict)  # "web", "db", "total": CPU seconds spent
 
     @property
     def events_per_second(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
+
+    def cpu_ms_per_1000_events(self, part: str) -> float | None:
+        seconds = self.cpu.get(part)
+        if seconds is None or not self.events:
+            return None
+        return round(1_000_000 * seconds / self.events, 1)
 
     def percentile_ms(self, fraction: float) -> float:
         if not self.latencies:
@@ -142,8 +157,11 @@ class Client:
         raise AssertionError("unreachable")
 
 
-def run_phase(name: str, client: Client, bodies: list[tuple[bytes, int]], concurrency: int) -> Phase:
+def run_phase(
+    name: str, client: Client, bodies: list[tuple[bytes, int]], concurrency: int, meter: CpuMeter | None = None
+) -> Phase:
     phase = Phase(name)
+    before = meter.snapshot() if meter is not None else None
     lock = threading.Lock()
 
     def send(item: tuple[bytes, int]) -> None:
@@ -165,6 +183,10 @@ def run_phase(name: str, client: Client, bodies: list[tuple[bytes, int]], concur
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         list(pool.map(send, bodies))
     phase.seconds = time.perf_counter() - started
+    if meter is not None and before is not None:
+        after = meter.snapshot()
+        web, db = (CpuMeter.spent(before[part], after[part]) for part in ("web", "db"))
+        phase.cpu = {"web": web, "db": db, "total": None if web is None or db is None else web + db}
     return phase
 
 
@@ -186,6 +208,78 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (all its threads) so far, or None when it is not readable."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            text = stat.read()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces; fields 14 and 15 follow it.
+    fields = text.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def child_pids(parent: int) -> list[int]:
+    children = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent:
+                children.append(int(entry))
+    return children
+
+
+def _is_local_postgres(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read().startswith(b"postgres")
+    except OSError:
+        return False
+
+
+class CpuMeter:
+    """CPU seconds of the gunicorn workers and of the database's client backends, per process.
+
+    A phase's cost is the sum over the processes alive at its end of (after - before), a process
+    born during the phase counting whole. Backends stay open between requests (CONN_MAX_AGE), so
+    a phase loses only what a process that ended during it had spent.
+    """
+
+    def __init__(self, server_pid: int | None) -> None:
+        self.server_pid = server_pid
+        self.database = connection.vendor == "postgresql"
+
+    def _backends(self) -> list[int]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND backend_type = 'client backend'"
+            )
+            return [pid for (pid,) in cursor.fetchall() if _is_local_postgres(pid)]
+
+    def snapshot(self) -> dict[str, dict[int, float] | None]:
+        def read(pids: list[int]) -> dict[int, float]:
+            return {pid: cpu for pid in pids if (cpu := process_cpu_seconds(pid)) is not None}
+
+        web = read(child_pids(self.server_pid)) if self.server_pid else None
+        db = None
+        if self.database:
+            pids = self._backends()
+            db = read(pids) if pids else None
+        return {"web": web or None, "db": db}
+
+    @staticmethod
+    def spent(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
+        if before is None or after is None:
+            return None
+        return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 class Server:
@@ -287,7 +381,8 @@ class Command(BaseCommand):
                 self.stderr.write(f"gunicorn started, process group {server.process.pid}, on {server.url}")
                 server.wait_ready()
                 url = server.url
-            failed = self._run(url, api_key, run_id, account, options)
+            meter = CpuMeter(server.process.pid if server is not None else None)
+            failed = self._run(url, api_key, run_id, account, options, meter)
             if failed:
                 if server is not None:
                     self.stderr.write("gunicorn's log:\n" + server.log_tail())
@@ -298,7 +393,7 @@ class Command(BaseCommand):
             if account is not None and not options["keep"]:
                 account.delete()
 
-    def _run(self, url: str, api_key: str, run_id: str, account: Account | None, options: dict) -> int:
+    def _run(self, url: str, api_key: str, run_id: str, account: Account | None, options: dict, meter: CpuMeter) -> int:
         """Send the events, print the figures; return the number of failed requests."""
         client = Client(url, api_key)
         maker = EventMaker(run_id, options["people"])
@@ -316,8 +411,8 @@ class Command(BaseCommand):
         run_phase("warm-up", client, [(json.dumps(maker.make()).encode(), 1) for _ in range(50)], concurrency)
 
         single_bodies = [(json.dumps(maker.make()).encode(), 1) for _ in range(options["single"])]
-        single = run_phase("single", client, single_bodies, concurrency)
-        batched = run_phase("batched", client, batches(options["events"]), concurrency)
+        single = run_phase("single", client, single_bodies, concurrency, meter)
+        batched = run_phase("batched", client, batches(options["events"]), concurrency, meter)
 
         server = url if options["url"] else f"gunicorn {options['workers']}x{options['threads']} gthread"
         self.stdout.write(f"Ingest benchmark against {server}, database {connection.vendor}, {concurrency} clients")
@@ -326,7 +421,13 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"  {phase.name:8} {phase.events:6d} events in {phase.seconds:6.2f}s = "
                 f"{phase.events_per_second:8.1f} events/s ({verdict} the target of {target}/s; "
-                f"{per_request} per request, p50 {phase.percentile_ms(0.5)} ms, p95 {phase.percentile_ms(0.95)} ms)"
+                f"{per_request} per request, p50 {phase.percentile_ms(0.5)} ms, p95 {phase.percentile_ms(0.95)} ms, "
+                f"p99 {phase.percentile_ms(0.99)} ms)"
+            )
+            self.stdout.write(
+                f"  {'':8} CPU per 1,000 events: {phase.cpu_ms_per_1000_events('total')} ms "
+                f"(gunicorn workers {phase.cpu_ms_per_1000_events('web')} ms, "
+                f"PostgreSQL backends {phase.cpu_ms_per_1000_events('db')} ms)"
             )
         stretch = "meets" if batched.events_per_second >= BATCH_STRETCH_TARGET else "below"
         self.stdout.write(f"  batched {stretch} the stretch target of {BATCH_STRETCH_TARGET}/s")
@@ -347,11 +448,19 @@ class Command(BaseCommand):
             "single_events_per_s": round(single.events_per_second, 1),
             "single_p50_ms": single.percentile_ms(0.5),
             "single_p95_ms": single.percentile_ms(0.95),
+            "single_p99_ms": single.percentile_ms(0.99),
+            "single_cpu_ms_per_1000_events": single.cpu_ms_per_1000_events("total"),
+            "single_web_cpu_ms_per_1000_events": single.cpu_ms_per_1000_events("web"),
+            "single_db_cpu_ms_per_1000_events": single.cpu_ms_per_1000_events("db"),
             "single_target": SINGLE_TARGET,
             "batched_events": batched.events,
             "batched_events_per_s": round(batched.events_per_second, 1),
             "batched_p50_ms": batched.percentile_ms(0.5),
             "batched_p95_ms": batched.percentile_ms(0.95),
+            "batched_p99_ms": batched.percentile_ms(0.99),
+            "batched_cpu_ms_per_1000_events": batched.cpu_ms_per_1000_events("total"),
+            "batched_web_cpu_ms_per_1000_events": batched.cpu_ms_per_1000_events("web"),
+            "batched_db_cpu_ms_per_1000_events": batched.cpu_ms_per_1000_events("db"),
             "batched_target": BATCH_TARGET,
             "batched_stretch_target": BATCH_STRETCH_TARGET,
             "errors": len(errors),
