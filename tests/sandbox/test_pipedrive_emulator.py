@@ -653,6 +653,22 @@ def test_over_the_burst_limit_is_a_429_with_the_headers():
     assert app.rate_limited_count == 1
 
 
+def test_searches_have_their_own_lower_burst_limit():
+    app = build(search_limit=2)
+    with EmulatorServer(app) as server:
+        token = app.issue_api_token()
+
+        def get(path: str) -> requests.Response:
+            return requests.get(server.url + path, headers={"x-api-token": token}, timeout=5)
+
+        searches = [get("/api/v2/persons/search?term=ann@example.com&fields=email&exact_match=true") for _ in range(3)]
+        other = get("/api/v2/persons")
+    assert [a.status_code for a in searches] == [200, 200, 429]
+    assert_error(searches[2], 429, "search request over limit")
+    assert other.status_code == 200  # the token's own window still has room
+    assert app.rate_limited_count == 1
+
+
 def test_a_spent_daily_budget_is_a_429_until_tomorrow():
     app = build(daily_token_budget=15)
     with EmulatorServer(app) as server:

@@ -29,6 +29,7 @@ from typing import Any
 
 import requests
 
+from integrations.concurrency import ThreadSeams, run_bounded
 from integrations.connector import (
     CONTACT,
     DEAL,
@@ -51,7 +52,7 @@ from integrations.connector import (
 )
 from integrations.errors import ConfigurationError, CrmError, NotFound, OAuthError, RecordError
 from integrations.http import CrmHttp, RateLimitSnapshot
-from integrations.providers.close import failures, keyed, parallel, polling, schema, webhooks, wire
+from integrations.providers.close import failures, keyed, polling, schema, webhooks, wire
 from integrations.providers.close.engagement import Engagement
 from integrations.providers.close.people import MATCH_FIELDS, People, check_kind, no_email, search
 from integrations.providers.close.provider import PROVIDER
@@ -89,7 +90,7 @@ class CloseConnector(Connector):
         self.fields = schema.CustomFields(self.http, credentials.access_token, sizes["list_page"])
         self.people = People(self.http, self.fields, sizes["search_page"], sizes["upsert"])
         self.concurrency = int(self.settings.get("write_concurrency") or sizes["write_concurrency"])
-        self.pool = parallel.HttpPool(self._thread_http)
+        self.seams = ThreadSeams(self.http, self._thread_http)
         self.engagement = Engagement(
             self.http,
             self.people,
@@ -97,7 +98,7 @@ class CloseConnector(Connector):
             keyed.ActivityTypes(self.http, self.fields, credentials.access_token),
             page_size=sizes["list_page"],
             concurrency=self.concurrency,
-            pool=self.pool,
+            seams=self.seams,
         )
 
     # -- HTTP ------------------------------------------------------------------------------------------
@@ -264,15 +265,22 @@ class CloseConnector(Connector):
                 found = self.people.by_email([e for e in groups if not e.startswith("id:")])
             except RecordError as error:  # a search Close refused: every person of the batch shares it
                 return [outcomes.get(i) or WriteOutcome(p.key, error=error) for i, p in enumerate(inputs)]
-            results = parallel.run(
-                list(groups.values()),
-                lambda http, index: self.people.write(http, inputs[index], found, custom_ids),
-                pool=self.pool,
-                main_http=self.http,
-                concurrency=self.concurrency,
-                failed=lambda index, error: self.people.failed(inputs[index], error),
-            )
-            outcomes.update(dict(results))
+            write = failures.patient(lambda http, index: self.people.write(http, inputs[index], found, custom_ids))
+
+            def write_group(http: CrmHttp, indices: list[int]) -> list[tuple[int, WriteOutcome]]:
+                # One person's rows (the same e-mail twice in a batch) in order, on one thread.
+                done = []
+                for index in indices:
+                    try:
+                        done.append((index, write(http, index)))
+                    except RecordError as error:
+                        done.append((index, self.people.failed(inputs[index], error)))
+                return done
+
+            for pairs in run_bounded(
+                list(groups.values()), write_group, seams=self.seams, workers=self.concurrency, thread_name="close"
+            ):
+                outcomes.update(pairs)  # type: ignore[arg-type]  # write_group returns no RecordError
         return [outcomes[i] for i in range(len(inputs))]
 
     def set_fields(self, object_kind: str, crm_id: str, fields: Mapping[str, Any]) -> None:

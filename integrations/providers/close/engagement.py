@@ -7,10 +7,11 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from integrations.concurrency import ThreadSeams, run_bounded
 from integrations.connector import ActivityInput, DealInput, NoteInput, TaskInput, WriteOutcome
 from integrations.errors import RecordError
 from integrations.http import CrmHttp
-from integrations.providers.close import keyed, parallel
+from integrations.providers.close import failures, keyed
 from integrations.providers.close.people import People
 from integrations.providers.close.schema import CustomFields
 
@@ -39,7 +40,7 @@ class Engagement:
         *,
         page_size: int,
         concurrency: int,
-        pool: parallel.HttpPool,
+        seams: ThreadSeams,
     ) -> None:
         self.http = http
         self.people = people
@@ -47,7 +48,7 @@ class Engagement:
         self.types = types
         self.page_size = page_size
         self.concurrency = concurrency
-        self.pool = pool
+        self.seams = seams
         self._statuses: list[Mapping[str, Any]] | None = None
 
     # -- shared -------------------------------------------------------------------------------------
@@ -68,17 +69,19 @@ class Engagement:
                 outcomes[item.key] = keyed.missing_contact(item.key, item.person_crm_id)
             else:
                 todo.setdefault(item.key, item)
-        results = parallel.run(
-            [[item] for item in todo.values()],
-            lambda http, item: WriteOutcome(
-                item.key, crm_id=create(http, item, leads[item.person_crm_id]), created=True
+        results = run_bounded(
+            list(todo.values()),
+            failures.patient(
+                lambda http, item: WriteOutcome(
+                    item.key, crm_id=create(http, item, leads[item.person_crm_id]), created=True
+                )
             ),
-            pool=self.pool,
-            main_http=self.http,
-            concurrency=self.concurrency,
-            failed=lambda item, error: WriteOutcome(item.key, error=error),
+            seams=self.seams,
+            workers=self.concurrency,
+            on_record_error=lambda item, error: WriteOutcome(item.key, error=error),
+            thread_name="close",
         )
-        outcomes.update({item.key: outcome for item, outcome in results})
+        outcomes.update(dict(zip(todo, results, strict=True)))  # type: ignore[arg-type]
         return [outcomes[item.key] for item in items]
 
     def _leads(self, items: Sequence[Any]) -> dict[str, str]:

@@ -12,8 +12,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import requests
 
@@ -26,7 +27,10 @@ from integrations.errors import (
     RecordError,
     RetryableError,
 )
-from integrations.http import RateLimitSnapshot, retry_after_seconds
+from integrations.http import CrmHttp, RateLimitSnapshot, retry_after_seconds
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 _RATE = re.compile(r"limit\s*=\s*(\d+)\s*,\s*remaining\s*=\s*(\d+)\s*,\s*reset\s*=\s*(\d+(?:\.\d+)?)")
 
@@ -97,3 +101,26 @@ def parse_rate_limit(headers: requests.structures.CaseInsensitiveDict) -> RateLi
         return RateLimitSnapshot(reset_seconds=after) if after is not None else None
     limit, remaining, reset = int(match.group(1)), int(match.group(2)), float(match.group(3))
     return RateLimitSnapshot(limit=limit, remaining=remaining, reset_seconds=max(reset, after or 0.0))
+
+
+# The longest reset waited out inline; a longer one is the engine's to schedule.
+INLINE_WAIT_SECONDS = 5.0
+
+
+def patient(work: Callable[[CrmHttp, T], R]) -> Callable[[CrmHttp, T], R]:
+    """``work`` that waits out a short 429 and tries its record once more, as Close's own client
+    does (it sleeps for the ``RateLimit`` reset): the refused call wrote nothing, and giving up the
+    batch would cost its finished records a second search and write. A longer wait, or a second
+    429, is raised to the caller (integrations.concurrency stops the batch; the engine schedules)."""
+
+    def attempt(http: CrmHttp, item: T) -> R:
+        try:
+            return work(http, item)
+        except RateLimited as error:
+            wait = error.retry_after if error.retry_after is not None else 1.0
+            if wait > INLINE_WAIT_SECONDS:
+                raise
+            time.sleep(wait)  # the shared limiter, told by the 429's headers, holds the other calls too
+        return work(http, item)
+
+    return attempt

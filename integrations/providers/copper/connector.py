@@ -37,6 +37,7 @@ from typing import Any
 
 import requests
 
+from integrations.concurrency import ThreadSeams, run_bounded
 from integrations.connector import (
     CONTACT,
     DEAL,
@@ -62,7 +63,6 @@ from integrations.http import CrmHttp
 from integrations.providers.copper import failures, keyed, people, polling, schema, webhooks, wire
 from integrations.providers.copper.auth import CopperAuth, user_email
 from integrations.providers.copper.keys import CONVERSION_KEY_FIELD, EVENT_KEY_FIELD, with_key_line
-from integrations.providers.copper.pool import run_bounded
 from integrations.providers.copper.provider import PROVIDER
 from integrations.providers.copper.records import flatten
 
@@ -90,6 +90,7 @@ class CopperConnector(Connector):
         self._activity_types: dict[str, Any] | None = None
         self._pipelines: list[dict[str, Any]] | None = None
         self._lock = threading.Lock()
+        self._seams: ThreadSeams | None = None
 
     # -- HTTP ----------------------------------------------------------------------------------------
     @classmethod
@@ -133,8 +134,16 @@ class CopperConnector(Connector):
     def workers(self) -> int:
         return max(1, int(self.settings.get("concurrency") or DEFAULT_CONCURRENCY))
 
+    @property
+    def seams(self) -> ThreadSeams:
+        """Worker threads' seams, copies of the current ``http`` (which a caller may replace)."""
+        if self._seams is None or self._seams.main is not self.http:
+            self._seams = ThreadSeams(self.http, self.fork_http)
+        return self._seams
+
     def parallel(self, items: Sequence[Any], work: Callable[[CrmHttp, Any], Any]) -> list[Any]:
-        return run_bounded(items, work, main=self.http, make_http=self.fork_http, workers=self.workers)
+        """``work(http, item)`` for each item, ``workers`` at once (integrations.concurrency)."""
+        return run_bounded(items, work, seams=self.seams, workers=self.workers, thread_name="copper")
 
     # -- account settings, read once per connector ----------------------------------------------------
     def custom_fields(self) -> schema.CustomFields:

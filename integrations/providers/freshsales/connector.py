@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from integrations.concurrency import ThreadSeams, run_bounded
 from integrations.connector import (
     CONTACT,
     DEAL,
@@ -57,7 +58,6 @@ from integrations.http import CrmHttp, RateLimitSnapshot
 from integrations.providers.freshsales import failures, keyed, people, polling, webhooks, wire
 from integrations.providers.freshsales.auth import FreshsalesAuth
 from integrations.providers.freshsales.keys import CONVERSION_KEY_FIELD, CONVERSION_KEY_LABEL
-from integrations.providers.freshsales.pool import run_bounded
 from integrations.providers.freshsales.provider import PROVIDER
 
 CAPSULE_ACTIVITY_TYPE = "Capsule activity"
@@ -80,6 +80,7 @@ class FreshsalesConnector(Connector):
         super().__init__(credentials, **kwargs)
         self._lock = threading.Lock()
         self._cache: dict[str, Any] = {}
+        self._seams: ThreadSeams | None = None
 
     # -- HTTP ----------------------------------------------------------------------------------------
     @classmethod
@@ -118,9 +119,16 @@ class FreshsalesConnector(Connector):
             after_response=self.http.after_response,
         )
 
+    @property
+    def seams(self) -> ThreadSeams:
+        """Worker threads' seams, copies of the current ``http`` (which a caller may replace)."""
+        if self._seams is None or self._seams.main is not self.http:
+            self._seams = ThreadSeams(self.http, self.fork_http)
+        return self._seams
+
     def parallel(self, items: Sequence[Any], work: Callable[[CrmHttp, Any], Any]) -> list[Any]:
         workers = int(self.settings.get("concurrency") or self.spec.batch_sizes.get("write_concurrency", 4))
-        return run_bounded(items, work, main=self.http, make_http=self.fork_http, workers=max(1, workers))
+        return run_bounded(items, work, seams=self.seams, workers=max(1, workers), thread_name="freshsales")
 
     def _once(self, name: str, load: Callable[[], Any]) -> Any:
         with self._lock:

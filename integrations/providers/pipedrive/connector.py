@@ -16,7 +16,9 @@ Calls per operation (the rate limit is the floor of every sync, issue 9):
 - ``upsert_people``: per person, 1 (stored id: PATCH) or 2 (search by e-mail, then PATCH or POST);
   +1 PATCH when the e-mail or phone is new on the person; Lead connections +1 or 2 v1 calls for a
   person first created or found by e-mail. ``org_name`` adds one search (and at most one create)
-  per company per process. Up to 4 people at once, paced below the token's stated limit.
+  per company per process. Up to 4 people at once, paced below the token's stated limit and
+  searches below Pipedrive's search limit (10 per 2 s, pacing.py): that limit sets the pace of a
+  first load, about 4.5 new persons a second (docs/SCALING.md).
 - ``log_activities`` / ``create_tasks``: 1 list per person of the batch + 1 POST per new key;
   the first call of a process also reads (and once per company creates) the activity type.
 - ``add_notes``: 1 v1 list per person of the batch + 1 v1 POST per new key.
@@ -35,6 +37,7 @@ from typing import Any, ClassVar
 
 import requests
 
+from integrations.concurrency import run_tasks
 from integrations.connector import (
     LEAD,
     NOTE,
@@ -59,8 +62,13 @@ from integrations.errors import ConfigurationError, CrmError, NotFound, OAuthErr
 from integrations.http import CrmHttp, RateLimitSnapshot
 from integrations.providers.pipedrive import failures, fields, pacing, polling, webhooks, wire
 from integrations.providers.pipedrive.engagement import Engagement, Keyed, forget_cached, note_body
-from integrations.providers.pipedrive.people import People, forget_organizations, normal_email, person_id
-from integrations.providers.pipedrive.pool import run_all
+from integrations.providers.pipedrive.people import (
+    WRITE_CONCURRENCY,
+    People,
+    forget_organizations,
+    normal_email,
+    person_id,
+)
 from integrations.providers.pipedrive.provider import PROVIDER
 from integrations.providers.pipedrive.v1 import V1
 
@@ -123,14 +131,20 @@ class PipedriveConnector(Connector):
         """The seam, with the pacer (integrations.providers.pipedrive.pacing) after the engine's hooks."""
         base = cls.spec.api_url(credentials.api_base_url)
         pacer = pacing.pacer_for(base, credentials.access_token, cls.spec.rate_limit)
+        search_pacer = pacing.search_pacer_for(base, credentials.access_token)
         before, after = hooks.pop("before_request", None), hooks.pop("after_response", None)
 
         def paced(method: str, url: str) -> None:
             if before is not None:
                 before(method, url)
+            if pacing.is_search(url):
+                search_pacer.acquire()
             pacer.acquire()
 
         def observed(response: requests.Response, snapshot: RateLimitSnapshot | None) -> None:
+            pacer.answered()
+            if pacing.is_search(response.request.url or ""):
+                search_pacer.answered()
             pacer.observe(snapshot)
             if after is not None:
                 after(response, snapshot)
@@ -260,7 +274,8 @@ class PipedriveConnector(Connector):
         if wire.entity(object_kind) != "person":
             raise ConfigurationError(f"Pipedrive finds only persons by e-mail, not {object_kind}", code="no_email_key")
         unique = list(dict.fromkeys(normal_email(e) for e in emails if normal_email(e)))
-        results = run_all([lambda e=e: (e, self.people.search(e)) for e in unique])
+        searches = [lambda e=e: (e, self.people.search(e)) for e in unique]
+        results = run_tasks(searches, main=self.http, workers=WRITE_CONCURRENCY, thread_name="pipedrive")
         return {email: self.people.record_of_item(items[0]) for email, items in (r for r in results if r) if items}
 
     def changes_since(

@@ -34,9 +34,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from integrations.concurrency import run_tasks
 from integrations.connector import DealInput, WriteOutcome
 from integrations.errors import ConfigurationError, NotFound, RateLimited, RecordError, RetryableError
-from integrations.providers.pipedrive.pool import run_all
+from integrations.providers.pipedrive.people import WRITE_CONCURRENCY
 from integrations.providers.pipedrive.wire import V2, data_of, keys_in, next_cursor, v1_time
 
 if TYPE_CHECKING:
@@ -116,7 +117,8 @@ class KeyedWriter:
 
             return run
 
-        for result in run_all([person_task(pid, indices) for pid, indices in by_person.items()]):
+        tasks = [person_task(pid, indices) for pid, indices in by_person.items()]
+        for result in run_tasks(tasks, workers=WRITE_CONCURRENCY, thread_name="pipedrive"):
             outcomes.update(result or [])
         return [outcomes[i] for i in range(len(items))]
 

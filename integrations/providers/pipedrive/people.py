@@ -19,7 +19,7 @@ keep is the person's id — activities, notes and deals attach to persons — an
 makes a lead again, so a lead a salesperson converted or archived is not re-filed.
 
 Inputs that name the same person (stored id or e-mail) run one after another; different people
-run on the bounded pool of integrations.providers.pipedrive.pool.
+run at once, ``WRITE_CONCURRENCY`` at a time (integrations.concurrency).
 """
 
 from __future__ import annotations
@@ -29,11 +29,14 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from integrations.concurrency import run_tasks
 from integrations.connector import CrmRecord, PersonInput, WriteOutcome
 from integrations.errors import NotFound, RateLimited, RecordError, RetryableError
 from integrations.providers.pipedrive.fields import ORG_NAME, Catalog, readable
-from integrations.providers.pipedrive.pool import run_all
+from integrations.providers.pipedrive.provider import PROVIDER
 from integrations.providers.pipedrive.wire import V2, data_of, merged_contacts, parse_time, primary, values_of
+
+WRITE_CONCURRENCY = PROVIDER.batch_sizes["write_concurrency"]
 
 if TYPE_CHECKING:
     from integrations.http import CrmHttp
@@ -106,7 +109,8 @@ class People:
             return lambda: [(i, self._one(inputs[i])) for i in indices]
 
         outcomes: dict[int, WriteOutcome] = {}
-        for done in run_all([task(indices) for indices in groups.values()]):
+        tasks = [task(indices) for indices in groups.values()]
+        for done in run_tasks(tasks, main=self.http, workers=WRITE_CONCURRENCY, thread_name="pipedrive"):
             outcomes.update(done or [])
         return [outcomes[i] for i in range(len(inputs))]
 

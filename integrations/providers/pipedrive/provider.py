@@ -46,8 +46,9 @@ PROVIDER = ProviderSpec(
         rotates_refresh_tokens=True,
     ),
     # No person batch endpoint exists (§3.2): "upsert" is how many people one call of
-    # upsert_people takes, written one by one with bounded concurrency inside it.
-    batch_sizes={"upsert": 100, "activities": 100, "search_page": 500},
+    # upsert_people takes, written one by one with bounded concurrency inside it
+    # ("write_concurrency" people or persons' activities at once, integrations.concurrency).
+    batch_sizes={"upsert": 100, "activities": 100, "search_page": 500, "write_concurrency": 4},
     rate_limit=RateLimitSpec(
         requests=80,
         window_seconds=2,

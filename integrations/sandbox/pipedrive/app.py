@@ -16,7 +16,9 @@ What it covers (crm-reference.md §3, §11.3, §12 Pipedrive):
   ``x-ratelimit-remaining``, ``x-ratelimit-reset`` on every answer) and the company's daily token
   budget, which v2 calls spend at half the rate of v1 calls (``x-daily-ratelimit-token-limit``,
   ``x-daily-ratelimit-token-remaining`` — names seen in third-party clients, UNVERIFIED in
-  Pipedrive's docs). Over either: 429.
+  Pipedrive's docs). Search endpoints have their own, lower burst limit (10 per 2 s), counted on
+  top of the token's window; which headers a search answer carries is not documented, so every
+  answer states the token's window. Over any of them: 429.
 - Faults through ``integrations.sandbox.core`` in Pipedrive's shapes, webhooks v2 out
   (``webhooks.py``), inspection helpers and counters for tests.
 """
@@ -68,8 +70,11 @@ class PipedriveEmulator(V2Routes, V1Routes, WebhookSender, EmulatorApp):
     company_id, company_name, company_domain, client_id, client_secret, redirect_uris, user_email,
     access_token_ttl (s, 3600 like Pipedrive), rotate_refresh_tokens (True), oauth_limit and
     api_token_limit (requests per ``window_seconds`` per token; Pipedrive's lowest plan: 80 and 20
-    per 2 s), daily_token_budget, admin (whether our user is a company admin: webhooks, new fields
-    and activity types need it), currencies (the first is the company's), v1_deprecated_gone.
+    per 2 s), search_limit (search requests per ``window_seconds`` per token, 10: the published
+    search limit, counted on top of the token's window), daily_token_budget (300,000: the 30,000
+    base for a company of ten seats on the base multiplier), admin (whether our user is a company
+    admin: webhooks, new fields and activity types need it), currencies (the first is the
+    company's), v1_deprecated_gone.
 
     Counters: ``api_calls``, ``calls_by_route`` ("METHOD /path/{id}"), ``rate_limited_count``,
     ``v1_calls`` (calls to deprecated v1 routes, answered or gone), ``tokens_used`` today.
@@ -93,6 +98,7 @@ class PipedriveEmulator(V2Routes, V1Routes, WebhookSender, EmulatorApp):
         oauth_limit: int = 80,
         api_token_limit: int = 20,
         window_seconds: float = 2.0,
+        search_limit: int = 10,
         daily_token_budget: int = 300_000,
         admin: bool = True,
         currencies: tuple[str, ...] = ("EUR", "USD", "GBP"),
@@ -102,6 +108,7 @@ class PipedriveEmulator(V2Routes, V1Routes, WebhookSender, EmulatorApp):
         self.company_id, self.company_name, self.company_domain = company_id, company_name, company_domain
         self.user_email, self.admin, self.currencies = user_email, admin, tuple(currencies)
         self.oauth_limit, self.api_token_limit, self.window_seconds = oauth_limit, api_token_limit, window_seconds
+        self.search_limit = search_limit
         self.daily_token_budget = daily_token_budget
         self.v1_deprecated_gone = v1_deprecated_gone
         self.oauth = OAuthServer(
@@ -154,6 +161,7 @@ class PipedriveEmulator(V2Routes, V1Routes, WebhookSender, EmulatorApp):
                 "oauth": SlidingWindowLimiter(self.oauth_limit, self.window_seconds),
                 "api_token": SlidingWindowLimiter(self.api_token_limit, self.window_seconds),
             }
+            self._search_window = SlidingWindowLimiter(self.search_limit, self.window_seconds)
             self.api_calls = 0
             self.calls_by_route: Counter[str] = Counter()
             self.rate_limited_count = 0
@@ -331,6 +339,10 @@ class PipedriveEmulator(V2Routes, V1Routes, WebhookSender, EmulatorApp):
             allowed, remaining, reset = self._windows[kind].hit(request.token or "")
             if not allowed:
                 return self._too_many(kind, reset, "Request over limit")
+            if self.call_kind(request.method, request.path) == "search":
+                searched, _left, search_reset = self._search_window.hit(request.token or "")
+                if not searched:
+                    return self._too_many(kind, search_reset, "Search request over limit")
             if self.tokens_used + cost > self.daily_token_budget:
                 return self._too_many(kind, reset, "Daily token budget exhausted", daily_remaining=0)
             self.tokens_used += cost

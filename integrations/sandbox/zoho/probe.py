@@ -49,3 +49,7 @@ class ZohoProbe:
 
     def add_unique_field(self, app: Any, module: str = "Contacts") -> str:
         return app.add_custom_field(module, "External Ref", "text", unique=True, length=40)
+
+    def rate_limited(self, app: Any) -> int:
+        """429s for either limit: concurrency (TOO_MANY_REQUESTS) or spent credits (LIMIT_EXCEEDED)."""
+        return app.rate_limited_count
