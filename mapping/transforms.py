@@ -24,7 +24,7 @@ import datetime as dt
 import math
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from typing import Any
 
 import phonenumbers
@@ -367,7 +367,15 @@ def number(value: Any, options: Mapping[str, Any], field: FieldSchema | None) ->
     numbers come out as integers, so 5 and "5" give the same payload."""
     amount = _decimal(value)
     if options.get("decimals") not in (None, ""):
-        amount = amount.quantize(Decimal(1).scaleb(-int(options["decimals"])), rounding=ROUND_HALF_UP)
+        decimals = int(options["decimals"])
+        # Enough significant digits for the whole part and every decimal asked for: the default
+        # 28 cannot hold 1,000,000,000,000 to 16 places, and quantize then refuses.
+        with localcontext() as context:
+            context.prec = max(context.prec, amount.adjusted() + decimals + 3)
+            try:
+                amount = amount.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+            except InvalidOperation:
+                raise TransformError(f"“{value}” cannot be rounded to {decimals} decimals") from None
     if amount == amount.to_integral_value():
         return int(amount)
     result = float(amount)

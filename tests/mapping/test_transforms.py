@@ -40,6 +40,8 @@ CASES = [
     ("number", "1,234.50", {}, None, 1234.5),
     ("number", "5", {}, None, 5),
     ("number", 2.345, {"decimals": 2}, None, 2.35),
+    ("number", 1_000_000_000_000, {"decimals": 16}, None, 1_000_000_000_000),  # found by hypothesis
+    ("number", "123456789012.5", {"decimals": 20}, None, 123456789012.5),
     ("number", True, {}, None, TransformError),
     ("integer", "2.5", {}, None, 3),
     ("integer", 7, {}, None, 7),
