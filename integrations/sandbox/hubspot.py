@@ -132,6 +132,9 @@ OBJECT_TYPES: dict[str, ObjectType] = {
     )
 }
 ENGAGEMENTS = ("notes", "tasks", "calls", "meetings", "emails")
+# HubSpot's own option values of the task property hs_task_type; "TODO" is the to-do task type,
+# not a marker of unfinished work (https://developers.hubspot.com/docs/api/crm/tasks).
+HS_TASK_TYPES = ("TODO", "CALL", "EMAIL", "LINKED_IN")
 # Contacts, companies and deals carry `createdate`; every object but contacts carries `hs_createdate`.
 HAS_CREATEDATE = ("contacts", "companies", "deals")
 # HubSpot accepts the plural, the singular and the type id wherever an object type is named.
@@ -431,7 +434,7 @@ def _standard_properties(otype: ObjectType) -> dict[str, dict[str, Any]]:
                     "enumeration",
                     "select",
                     g,
-                    options=_options("TODO", "CALL", "EMAIL", "LINKED_IN"),
+                    options=_options(*HS_TASK_TYPES),
                 ),
             ],
             "calls": [
