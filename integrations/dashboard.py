@@ -638,11 +638,9 @@ def warm_figures(*, now: dt.datetime | None = None) -> int:
     rows. Cheap once warm: only the hours that settled since the last run are counted. Returns
     the number of connections warmed."""
     now = now or timezone.now()
-    warmed = 0
-    ids = list(Connection.objects.live().filter(activated_at__isnull=False).order_by("pk").values_list("pk", flat=True))
-    for start in range(0, len(ids), WARM_CHUNK):
-        connections = list(Connection.objects.filter(pk__in=ids[start : start + WARM_CHUNK]).order_by("pk"))
-        volumes(connections, now=now)
-        reliability(connections, now=now)
-        warmed += len(connections)
-    return warmed
+    live = list(Connection.objects.live().filter(activated_at__isnull=False).order_by("pk"))
+    for start in range(0, len(live), WARM_CHUNK):
+        chunk = live[start : start + WARM_CHUNK]
+        volumes(chunk, now=now)
+        reliability(chunk, now=now)
+    return len(live)
