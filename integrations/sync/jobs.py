@@ -38,6 +38,7 @@ from integrations.sync import claim
 from integrations.sync.changes import changed_prospect_ids
 from integrations.sync.engine import ENGAGEMENT_KINDS, Flusher, FlushStats
 from integrations.sync.outbox import enqueue_prospects
+from integrations.sync.sql import analyze_after_bulk_write
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +194,10 @@ def run_batch(connection_id: int) -> dict:
     # Safety net: prospects changed since their last sync but with no queued work (e.g. work
     # skipped while the connection was paused) are queued too; streamed, a chunk at a time.
     for chunk in changed_prospect_ids(connection):
-        enqueue_prospects(connection, chunk)
+        enqueue_prospects(connection, chunk, analyze=False)
     total = OutboxItem.objects.filter(connection=connection, state__in=[OutboxState.PENDING, OutboxState.RETRY]).count()
+    # Rows gathered over the hour (or just queued) may be unknown to the planner's statistics.
+    analyze_after_bulk_write(OutboxItem, total)
     limiter = None
 
     def stop() -> bool:

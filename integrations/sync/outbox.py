@@ -27,6 +27,7 @@ from integrations.models import (
     OutboxState,
     SyncMode,
 )
+from integrations.sync.sql import analyze_after_bulk_write
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +118,15 @@ def enqueue_for_events(account: Account, events: Sequence[Event], prospects: dic
     kick_after_commit(c for c in connections if c.sync_mode == SyncMode.REALTIME)
 
 
-def enqueue_prospects(connection: Connection, prospect_ids: Sequence[int] | None = None) -> int:
+def enqueue_prospects(
+    connection: Connection, prospect_ids: Sequence[int] | None = None, *, analyze: bool = True
+) -> int:
     """Person rows (plus any event work not yet queued) for some or all of a connection's prospects.
 
     Used by "sync now" and batch runs. Set-based: one INSERT … SELECT per kind, so it scales to
     an account's whole prospect table. Returns how many person rows are open afterwards.
+    ``analyze``: refresh the planner's statistics after a large insert (a caller queueing in
+    chunks passes False and does it once at the end).
     """
     params: list = [connection.pk, timezone.now(), connection.account_id]
     only = ""
@@ -144,7 +149,9 @@ def enqueue_prospects(connection: Connection, prospect_ids: Sequence[int] | None
             """,  # noqa: S608 - only placeholders are interpolated
             params,
         )
-        backfill_event_work(connection, prospect_ids)
+        queued = max(cursor.rowcount, 0) + backfill_event_work(connection, prospect_ids)
+    if analyze:
+        analyze_after_bulk_write(OutboxItem, queued)
     return OutboxItem.objects.filter(
         connection=connection,
         kind=OutboxKind.PERSON,
@@ -152,9 +159,10 @@ def enqueue_prospects(connection: Connection, prospect_ids: Sequence[int] | None
     ).count()
 
 
-def backfill_event_work(connection: Connection, prospect_ids: Sequence[int] | None) -> None:
+def backfill_event_work(connection: Connection, prospect_ids: Sequence[int] | None) -> int:
     """Queue activity/note/deal work for events that have none yet (anonymous visits stitched
-    later, activity from before the lead existed). Safe to repeat: the unique key absorbs it."""
+    later, activity from before the lead existed). Safe to repeat: the unique key absorbs it.
+    Returns how many rows were queued."""
     cases = " ".join(f"WHEN '{etype}' THEN '{kind}'" for etype, kind in EVENT_WORK.items())
     types = ",".join(f"'{etype}'" for etype in EVENT_WORK)
     params: list = [connection.pk, timezone.now(), connection.account_id]
@@ -176,6 +184,7 @@ def backfill_event_work(connection: Connection, prospect_ids: Sequence[int] | No
             """,  # noqa: S608 - the CASE/IN lists come from our own constant table, not input
             params,
         )
+        return max(cursor.rowcount, 0)
 
 
 def kick_after_commit(connections: Iterable[Connection]) -> None:

@@ -1,4 +1,4 @@
-"""Set-based writes the sync engine needs on its hot path.
+"""Set-based writes the sync engine needs on its hot path, and keeping the planner informed.
 
 Django's ``bulk_update`` builds a CASE expression per row and field, which costs more than the
 CRM call it records. On PostgreSQL one ``UPDATE … FROM (VALUES …)`` does the same work in one
@@ -39,3 +39,25 @@ def bulk_update_values(model: type[models.Model], rows: Sequence[models.Model], 
             f'WHERE t."{pk.column}" = v."id"',
             params,
         )
+
+
+# A bulk enqueue of at least this many rows refreshes the outbox's planner statistics at once.
+ANALYZE_AFTER_ROWS = 5_000
+
+
+def analyze_after_bulk_write(model: type[models.Model], rows_written: int) -> bool:
+    """Refresh PostgreSQL's statistics of ``model``'s table after a bulk write (True if it did).
+
+    A first sync of a new connection queues every prospect at once. Until autovacuum analyses
+    the table (only after 10% of it changed, which on a large shared outbox may be never), the
+    planner believes the new connection has about one row and picks the plain connection index,
+    sorting every due row on each claim: at 100,000 rows each claim took 50-90 ms of database
+    CPU, growing as the run went on. ``ANALYZE`` samples a fixed number of rows (300 x the
+    statistics target), so it costs well under a second at any table size.
+    https://www.postgresql.org/docs/current/routine-vacuuming.html#VACUUM-FOR-STATISTICS
+    """
+    if connection.vendor != "postgresql" or rows_written < ANALYZE_AFTER_ROWS:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(f'ANALYZE "{model._meta.db_table}"')
+    return True

@@ -59,6 +59,23 @@ from integrations.sync.jobs import sync_now
 DAY = 86_400.0
 
 
+def machine_cpu() -> tuple[float, float] | None:
+    """(busy, total) jiffies of all cores from /proc/stat, or None where there is none."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:]]
+    except OSError:
+        return None
+    idle = fields[3] + fields[4]  # idle + iowait
+    return float(sum(fields) - idle), float(sum(fields))
+
+
+def machine_busy(before: tuple[float, float] | None, after: tuple[float, float] | None) -> float | None:
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return round((after[0] - before[0]) / (after[1] - before[1]), 3)
+
+
 def floor_seconds(calls: int, per_window: int, window: float) -> float:
     """Earliest finish for ``calls`` under a rolling window of ``per_window`` calls."""
     return max(0, math.ceil(calls / per_window) - 1) * window
@@ -200,9 +217,11 @@ class Command(BaseCommand):
             )
             upserts = _timed_upserts(app) if provider == "zoho" else []
             calls_before = probe.api_calls(app)
+            busy_before, cpu_before = machine_cpu(), time.process_time()
             started = time.monotonic()
             sync_now(connection.pk)
             seconds = time.monotonic() - started
+            cpu_seconds, busy_after = time.process_time() - cpu_before, machine_cpu()
             calls = probe.api_calls(app) - calls_before
             rerun_before = probe.api_calls(app)
             sync_now(connection.pk)
@@ -231,6 +250,10 @@ class Command(BaseCommand):
                 "floor_basis": floor.basis,
                 "ratio": round(seconds / floor.seconds, 3) if floor.seconds else None,
                 "load_average": [round(x, 2) for x in os.getloadavg()],
+                # Where the time went: this process's CPU (engine and in-process sandbox) and the
+                # whole machine's busy share over the run (1.0 = every core busy throughout).
+                "process_cpu_seconds": round(cpu_seconds, 2),
+                "machine_busy": machine_busy(busy_before, busy_after),
                 "duplicates": duplicates(email for _id, email in people),
                 "unchanged_rerun_write_calls": rerun_calls,
                 "target": "seconds <= 1.2 x floor_seconds, http_429 = 0, duplicates = 0, rerun calls = 0",
