@@ -40,7 +40,10 @@ OPEN_STATES = (OutboxState.PENDING, OutboxState.RETRY, OutboxState.HELD, OutboxS
 
 
 class OutboxItem(models.Model):
-    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="outbox")
+    # No index of its own: every index below leads with the connection, and a lone connection
+    # index tempts the planner into sorting all of a connection's due rows on each claim when its
+    # statistics are stale (a new connection's first sync). See integrations/sync/sql.py.
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="outbox", db_index=False)
     prospect = models.ForeignKey(Prospect, on_delete=models.CASCADE, related_name="outbox")
     kind = models.CharField(max_length=10, choices=OutboxKind.choices)
     event = models.ForeignKey(Event, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
