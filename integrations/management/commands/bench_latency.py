@@ -31,7 +31,7 @@ from django.test import Client, override_settings
 from django.utils import timezone
 
 from crmsync.management.commands.bench_ingest import Client as HttpClient
-from crmsync.management.commands.bench_ingest import Server
+from crmsync.management.commands.bench_ingest import Server, database_url
 from crmsync.models import Account, ApiKey
 from integrations.connecting import connect
 from integrations.connector import TokenSet
@@ -112,6 +112,8 @@ class Command(BaseCommand):
         client_id, client_secret = client_credentials("hubspot")
         return {
             **os.environ,
+            # This process's database (a test run's is not the environment's).
+            "DATABASE_URL": database_url(),
             "HUBSPOT_API_URL": server.url,
             "HUBSPOT_OAUTH_URL": server.url,
             "HUBSPOT_CLIENT_ID": client_id,
@@ -182,7 +184,7 @@ class Command(BaseCommand):
                 # As in production: gunicorn (its own processes) takes the events.
                 web = Server(workers=2, threads=4)
                 web.wait_ready()
-                self.stderr.write(f"gunicorn on {web.url}")
+                self.stderr.write(f"gunicorn started, process group {web.process.pid}, on {web.url}")
             interval, count, started = 1.0 / rate, int(rate * seconds), time.monotonic()
             # One in-process client keeps up with about 20/s; an HTTP client thread with ~5/s each
             # (a request waits on the server; several in flight keep the rate steady).
