@@ -16,7 +16,7 @@ from crmsync.models import Prospect
 from integrations.models import Connection, OutboxKind
 from integrations.sync import claim as claiming
 from integrations.sync.outbox import enqueue_prospects
-from integrations.sync.sql import ANALYZE_AFTER_ROWS, analyze_after_bulk_write
+from integrations.sync.sql import ANALYZE_AFTER_ROWS, analyze_after_bulk_write, worth_analyzing
 
 pytestmark = pytest.mark.skipif(db.vendor != "postgresql", reason="plans and ANALYZE are PostgreSQL's")
 
@@ -72,5 +72,9 @@ def test_a_large_enqueue_refreshes_the_statistics(account):
     assert "Sort" not in plan, plan
 
 
-def test_small_writes_and_other_databases_skip_the_analyze():
+def test_small_writes_and_small_shares_of_a_big_table_skip_the_analyze():
     assert analyze_after_bulk_write(Connection, ANALYZE_AFTER_ROWS - 1) is False
+    assert worth_analyzing(ANALYZE_AFTER_ROWS, table_rows=0)  # a new or never-analysed table
+    assert worth_analyzing(20_000, table_rows=150_000)
+    # 100,000 rows into a 1.9 M-row outbox: autovacuum's business, not worth seconds of ANALYZE now.
+    assert not worth_analyzing(100_000, table_rows=1_900_000)
