@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from crmsync.lookups import in_account_unindexed
 from crmsync.models import Account
 from scoring.models import ProspectScore
 
@@ -19,9 +20,9 @@ FIELDS = (
 
 def load_scores(account: Account, prospect_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """The stored scores of ``prospect_ids`` in one query; prospects not scored yet are left out."""
-    rows = ProspectScore.objects.filter(account=account, prospect_id__in=list(prospect_ids)).values_list(
-        "prospect_id", "score", "grade", "top_contributors"
-    )
+    rows = in_account_unindexed(
+        ProspectScore.objects.filter(prospect_id__any=list(prospect_ids)), account.pk
+    ).values_list("prospect_id", "score", "grade", "top_contributors")
     return {
         prospect_id: {"lead_score": score, "lead_grade": grade, "score_top_contributors": top}
         for prospect_id, score, grade, top in rows

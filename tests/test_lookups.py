@@ -41,3 +41,20 @@ def test_a_long_list_is_one_parameter_on_postgresql(prospects):
     sql = queries.captured_queries[-1]["sql"]
     assert connection.vendor == "postgresql"
     assert "= ANY(" in sql and " IN (" not in sql
+
+
+def test_in_account_unindexed_keeps_only_that_accounts_rows_without_offering_its_indexes(prospects, account):
+    from crmsync.lookups import in_account_unindexed
+    from crmsync.models import Account
+
+    other = Account.objects.create(name="Other Co", slug="other-co")
+    theirs = Prospect.objects.create(account=other, email="theirs@example.com")
+    ids = [p.pk for p in prospects[:5]] + [theirs.pk]
+
+    rows = in_account_unindexed(Prospect.objects.filter(pk__any=ids), account.pk)
+    assert sorted(rows.values_list("pk", flat=True)) == sorted(ids[:-1])
+    assert list(in_account_unindexed(Prospect.objects.filter(pk__any=ids), other.pk)) == [theirs]
+    # The account is compared as an expression, which no index on the account column matches.
+    with CaptureQueriesContext(connection) as queries:
+        list(rows)
+    assert '("crmsync_prospect"."account_id" + 0) =' in queries[-1]["sql"]

@@ -112,7 +112,10 @@ class LinkState(models.TextChoices):
 class RecordLink(models.Model):
     """Which CRM record a prospect is, per connection, and what we last sent it."""
 
-    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="links")
+    # No index of its own: the unique (connection, prospect) constraint and the indexes below lead
+    # with it, and a lone connection index lets stale statistics scan all of a new connection's
+    # links for each batch's lookup (see OutboxItem.connection).
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="links", db_index=False)
     prospect = models.ForeignKey(Prospect, on_delete=models.CASCADE, related_name="crm_links")
     crm_object_type = models.CharField(max_length=20)  # contact or lead
     crm_id = models.CharField(max_length=100)

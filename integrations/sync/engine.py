@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from crmsync.lookups import where_unindexed
 from crmsync.models import Event, Prospect, Suppression
 from crmsync.models.privacy import suppression_hash
 from integrations import credentials
@@ -333,8 +334,10 @@ class Flusher:
         prospects = self._prospects([i.prospect_id for i in items])
         links = {
             link.prospect_id: link
-            for link in RecordLink.objects.filter(
-                connection_id=self.connection_id, prospect_id__any=[i.prospect_id for i in items]
+            for link in where_unindexed(
+                RecordLink.objects.filter(prospect_id__any=[i.prospect_id for i in items]),
+                "connection_id",
+                self.connection_id,
             )
         }
         suppressed = _suppressed_ids(account, prospects.values())
@@ -499,8 +502,10 @@ class Flusher:
         )
         links = {
             link.prospect_id: link
-            for link in RecordLink.objects.filter(
-                connection_id=self.connection_id, prospect_id__any=list({i.prospect_id for i in items})
+            for link in where_unindexed(
+                RecordLink.objects.filter(prospect_id__any=list({i.prospect_id for i in items})),
+                "connection_id",
+                self.connection_id,
             )
         }
         events = Event.objects.select_related("capsule").in_bulk([i.event_id for i in items if i.event_id])

@@ -12,6 +12,7 @@ from django.db.models import BigIntegerField, Count, FloatField, Max, OuterRef, 
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
+from crmsync.lookups import in_account_unindexed
 from crmsync.models import Account, Capsule, Event, EventType, Prospect
 from mapping.sources import SourceField, register_source_group
 
@@ -60,7 +61,7 @@ def _empty() -> dict[str, Any]:
 
 def load(account: Account, prospect_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     snapshots = {prospect_id: _empty() for prospect_id in prospect_ids}
-    events = Event.objects.filter(account=account, prospect_id__any=list(prospect_ids)).order_by()
+    events = in_account_unindexed(Event.objects.filter(prospect_id__any=list(prospect_ids)), account.pk).order_by()
 
     # 1. Counts, sums and the latest activity, grouped by prospect.
     aggregates = events.values("prospect_id").annotate(
@@ -81,7 +82,7 @@ def load(account: Account, prospect_ids: Sequence[int]) -> dict[int, dict[str, A
     # 2. The latest question and the latest capsule, one correlated subquery each.
     latest = Event.objects.filter(prospect=OuterRef("pk")).order_by("-occurred_at", "-id")
     last_items = (
-        Prospect.objects.filter(account=account, pk__any=list(prospect_ids))
+        in_account_unindexed(Prospect.objects.filter(pk__any=list(prospect_ids)), account.pk)
         .order_by()
         .annotate(
             last_question=Subquery(

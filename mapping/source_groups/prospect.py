@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import connection as db
 
+from crmsync.lookups import in_account_unindexed
 from crmsync.models import Account, Prospect
 from mapping.sources import ATTRIBUTE_PREFIX, SourceField, attribute_field, register_source_group
 
@@ -51,7 +52,11 @@ _JSON_TYPES = {"number": "number", "boolean": "boolean", "string": "string"}
 
 
 def load(account: Account, prospect_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    rows = Prospect.objects.filter(account=account, pk__any=list(prospect_ids)).order_by().values(*COLUMNS)
+    rows = (
+        in_account_unindexed(Prospect.objects.filter(pk__any=list(prospect_ids)), account.pk)
+        .order_by()
+        .values(*COLUMNS)
+    )
     snapshots: dict[int, dict[str, Any]] = {}
     for row in rows:
         attributes = row.pop("attributes") or {}

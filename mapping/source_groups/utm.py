@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from crmsync.lookups import in_account_unindexed
 from crmsync.models import Account, Prospect
 from mapping.sources import SourceField, register_source_group
 
@@ -15,7 +16,11 @@ FIELDS = [SourceField(f"utm_{name}", f"UTM {name}", "string", GROUP) for name in
 
 
 def load(account: Account, prospect_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    rows = Prospect.objects.filter(account=account, pk__any=list(prospect_ids)).order_by().values_list("id", "utm")
+    rows = (
+        in_account_unindexed(Prospect.objects.filter(pk__any=list(prospect_ids)), account.pk)
+        .order_by()
+        .values_list("id", "utm")
+    )
     snapshots: dict[int, dict[str, Any]] = {}
     for prospect_id, utm in rows:
         utm = utm or {}

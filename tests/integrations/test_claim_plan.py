@@ -78,3 +78,34 @@ def test_small_writes_and_small_shares_of_a_big_table_skip_the_analyze():
     assert worth_analyzing(20_000, table_rows=150_000)
     # 100,000 rows into a 1.9 M-row outbox: autovacuum's business, not worth seconds of ANALYZE now.
     assert not worth_analyzing(100_000, table_rows=1_900_000)
+
+
+def test_a_batchs_link_lookup_uses_the_prospect_index_even_for_links_the_statistics_do_not_know(account):
+    from crmsync.lookups import where_unindexed
+    from integrations.models import RecordLink
+
+    prospects = Prospect.objects.bulk_create(
+        [Prospect(account=account, email=f"l{i}@example.com") for i in range(6_000)], batch_size=2_000
+    )
+    earlier = Connection.objects.create(account=account, provider="pipedrive", access_token="x")
+    new = Connection.objects.create(account=account, provider="hubspot", access_token="x")
+
+    def links(connection):
+        return [
+            RecordLink(connection=connection, prospect=p, crm_object_type="contact", crm_id=str(p.pk))
+            for p in prospects
+        ]
+
+    RecordLink.objects.bulk_create(links(earlier), batch_size=2_000)
+    with db.cursor() as cursor:
+        cursor.execute("ANALYZE integrations_recordlink")
+    RecordLink.objects.bulk_create(links(new), batch_size=2_000)  # the statistics know none of these
+
+    batch = [p.pk for p in prospects[-100:]]
+    query = where_unindexed(RecordLink.objects.filter(prospect_id__any=batch), "connection_id", new.pk)
+    sql, params = query.query.sql_with_params()
+    with db.cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "prospect_id" in plan and "Index Cond: (prospect_id = ANY" in plan, plan
+    assert sorted(query.values_list("prospect_id", flat=True)) == sorted(batch)
