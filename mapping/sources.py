@@ -14,7 +14,10 @@ Extension point. An app adds a *group* of fields with the loader that computes t
 
 A loader answers for a whole batch of prospect ids with a constant number of queries (never
 one per prospect: the sync engine calls it for batches of hundreds at a million prospects per
-account). It returns a dict per prospect it knows; keys it leaves out read as ``None``.
+account). It returns a dict per prospect it knows; keys it leaves out read as ``None``. Filter
+by the ids and check the account with ``crmsync.lookups.in_account_unindexed(queryset,
+account.pk)`` rather than ``account=account``: a plain account filter lets stale statistics (a
+new account's first import) send each batch scanning all of the account's rows.
 
 ``catalogue(account)`` lists the fields (with the account's custom attribute keys as
 ``attr.<key>``); ``load_snapshots(account, ids)`` builds one flat snapshot per prospect from
