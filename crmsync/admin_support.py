@@ -30,6 +30,7 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from crmsync import audit
+from crmsync.lookups import table_estimate
 
 # Bookkeeping fields of inline forms, not data of the row.
 _FORMSET_FIELDS = frozenset({"id", "DELETE", "ORDER"})
@@ -186,16 +187,6 @@ class EstimatedCountPaginator(Paginator):
     @cached_property
     def num_pages(self) -> int:
         return min(super().num_pages, MAX_PAGES)
-
-
-def table_estimate(queryset: models.QuerySet) -> int:
-    """The planner's row estimate of the queryset's table (-1 or 0 before its first ANALYZE)."""
-    with connections[queryset.db].cursor() as cursor:
-        cursor.execute(
-            "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [queryset.model._meta.db_table]
-        )
-        row = cursor.fetchone()
-    return int(row[0]) if row else -1
 
 
 def planner_estimate(queryset: models.QuerySet) -> int:

@@ -11,7 +11,7 @@ Other databases (SQLite, the embedded default) get a plain ``IN`` list.
 
 from __future__ import annotations
 
-from django.db import models
+from django.db import connections, models
 from django.db.models.lookups import In, Lookup
 
 
@@ -52,3 +52,15 @@ def where_unindexed(queryset: models.QuerySet, field: str, value: int) -> models
 def in_account_unindexed(queryset: models.QuerySet, account_id: int) -> models.QuerySet:
     """``where_unindexed`` on the account: tenancy for a query that names its rows by id."""
     return where_unindexed(queryset, "account_id", account_id)
+
+
+def table_estimate(queryset: models.QuerySet) -> int:
+    """The planner's row estimate of the queryset's table (-1 or 0 before its first ANALYZE).
+
+    PostgreSQL only (``pg_class.reltuples``): a count of a million-row table without reading it."""
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [queryset.model._meta.db_table]
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row else -1

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 from django.db import connection, models
 
+from crmsync.lookups import table_estimate
+
 
 def bulk_update_values(model: type[models.Model], rows: Sequence[models.Model], fields: Sequence[str]) -> None:
     if not rows:
@@ -66,11 +68,8 @@ def analyze_after_bulk_write(model: type[models.Model], rows_written: int) -> bo
     """
     if connection.vendor != "postgresql" or rows_written < ANALYZE_AFTER_ROWS:
         return False
-    table = model._meta.db_table
+    if not worth_analyzing(rows_written, table_estimate(model.objects.all())):
+        return False
     with connection.cursor() as cursor:
-        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [table])
-        row = cursor.fetchone()
-        if not worth_analyzing(rows_written, float(row[0]) if row else 0.0):
-            return False
-        cursor.execute(f'ANALYZE "{table}"')
+        cursor.execute(f'ANALYZE "{model._meta.db_table}"')
     return True

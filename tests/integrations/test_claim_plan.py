@@ -45,7 +45,7 @@ def _queue_new_connection(account, *, analyze: bool) -> Connection:
     return connection
 
 
-def _connection_stats(connection: Connection) -> list[str]:
+def _connection_ids_in_statistics() -> list[str]:
     with db.cursor() as cursor:
         cursor.execute(
             "SELECT most_common_vals::text::text[] FROM pg_stats"
@@ -58,7 +58,7 @@ def _connection_stats(connection: Connection) -> list[str]:
 def test_even_with_stale_statistics_the_claim_walks_the_due_index(account):
     """No lone connection index exists to tempt the planner into sorting every due row."""
     connection = _queue_new_connection(account, analyze=False)
-    assert str(connection.pk) not in _connection_stats(connection)  # the statistics are stale
+    assert str(connection.pk) not in _connection_ids_in_statistics()  # the statistics are stale
     plan = _claim_plan(connection)
     assert "outbox_due_idx" in plan, plan
     assert "Sort" not in plan, plan
@@ -66,7 +66,7 @@ def test_even_with_stale_statistics_the_claim_walks_the_due_index(account):
 
 def test_a_large_enqueue_refreshes_the_statistics(account):
     connection = _queue_new_connection(account, analyze=True)
-    assert str(connection.pk) in _connection_stats(connection)
+    assert str(connection.pk) in _connection_ids_in_statistics()
     plan = _claim_plan(connection)
     assert "outbox_due_idx" in plan, plan
     assert "Sort" not in plan, plan
