@@ -325,12 +325,17 @@ FAILURES = [
     ("record", "HubSpot 400: phone: '+{n}abc' could not be parsed as a phone number"),
     ("configuration", 'HubSpot 400: Property "capsule_score_{n}" does not exist'),
     ("configuration", 'Mapping: the CRM field "industry" takes one of 30 options; got "Space {n}"'),
-    ("auth", "HubSpot 401: The OAuth token used to make this call expired 4{n} minute(s) ago."),
-    ("auth", "HubSpot 403: This app hasn't been granted all required scopes (crm.objects.contacts.write)"),
     ("retryable", "HubSpot 429: You have reached your secondly limit (retries used up after {n} attempts)"),
     ("retryable", "HubSpot 502: Bad gateway from api.hubapi.com (request id {n})"),
     ("retryable", "Timed out after 30 s waiting for api.hubapi.com (attempt {n})"),
 ]
+# A rare kind, failed long ago (before the token was renewed): few rows, with ids older than nearly
+# every other row. Filtering or searching for them must not read the outbox in id order to find them.
+OLD_SIGN_IN_FAILURES = [
+    "HubSpot 401: The OAuth token used to make this call expired 4{n} minute(s) ago.",
+    "HubSpot 403: This app hasn't been granted all required scopes (crm.objects.contacts.write)",
+]
+OLD_SIGN_IN_ROWS = 40
 HOLD_REASONS = [
     "Waiting for consent",
     "Score below the threshold (20)",
@@ -474,7 +479,21 @@ def _seed_rows(cursor, sizes: Sizes, account: int, connection: int, subscription
                   CASE WHEN g %% 500 = 0 THEN 'HubSpot 503: Service unavailable' ELSE '' END
            FROM generate_series(1::bigint, %(R)s) g""",
     )
-    # The outbox. Person rows: one done row per linked prospect, done over the last 30 days.
+    # The outbox. First the rare, old sign-in failures (so their ids come before the done rows'), on
+    # prospects that have no other person row (g % 10 = 0).
+    run(
+        "outbox: failed long ago, sign-in",
+        f"""INSERT INTO integrations_outboxitem (connection_id, prospect_id, kind, dedupe_key, payload, state,
+               attempts, next_attempt_at, last_error, last_error_kind, hold_reason, claimed_by, run_id, created_at,
+               updated_at, done_at, result)
+           SELECT %(c)s, %(p0)s + g * 10, 'person', 'person:' || (%(p0)s + g * 10), '{{}}', 'failed', 8,
+                  t.failed_at, replace(({_text_array(OLD_SIGN_IN_FAILURES)})[g %% 2 + 1], '{{n}}', g::text), 'auth',
+                  '', '', NULL, t.failed_at - interval '10 minutes', t.failed_at, NULL, ''
+           FROM generate_series(1::bigint, %(n)s) g
+           CROSS JOIN LATERAL (SELECT %(now)s - interval '40 days' + g * interval '1 minute' AS failed_at) t""",
+        n=OLD_SIGN_IN_ROWS,
+    )
+    # Person rows: one done row per linked prospect, done over the last 30 days.
     run(
         "outbox: person, done",
         """INSERT INTO integrations_outboxitem (connection_id, prospect_id, kind, dedupe_key, payload, state,

@@ -127,7 +127,11 @@ class World:
                         kind=OutboxKind.PERSON if j == 0 else OutboxKind.ACTIVITY,
                         dedupe_key=f"person:{p.pk}" if j == 0 else f"activity:{e.pk}:{j}",
                         state=state,
-                        last_error="Property lifecyclestage was not valid" if failed else "",
+                        last_error=(
+                            ("HubSpot 403: missing scopes" if i % 4 == 1 else "Property lifecyclestage was not valid")
+                            if failed
+                            else ""
+                        ),
                         last_error_kind=ERROR_KINDS[i % 4] if failed else "",
                         hold_reason="Waiting for consent" if state == OutboxState.HELD else "",
                         run=runs[i],
@@ -249,6 +253,7 @@ PAGES = [
     ("admin: outbox, filter error kind", "ops", _admin("outboxitem", "error_kind=auth", "integrations"), 10),
     ("admin: outbox, search e-mail", "ops", _admin("outboxitem", "q=grace.lee1@", "integrations"), 10),
     ("admin: outbox, search error", "ops", _admin("outboxitem", "q=lifecyclestage", "integrations"), 10),
+    ("admin: outbox, search rare error", "ops", _admin("outboxitem", "q=scopes", "integrations"), 10),
     ("admin: outbox change form", "ops", _change("outboxitem", _newest(OutboxItem), "integrations"), 12),
     ("admin: record links", "ops", _admin("recordlink", app="integrations"), 10),
     ("admin: links, search e-mail", "ops", _admin("recordlink", "q=grace.lee1@", "integrations"), 10),

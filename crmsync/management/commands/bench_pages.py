@@ -222,6 +222,7 @@ class Command(BaseCommand):
             ("admin: outbox, filter error kind", "ops", admin("outboxitem", {"error_kind": "auth"}, "integrations")),
             ("admin: outbox, search e-mail", "ops", admin("outboxitem", {"q": email}, "integrations")),
             ("admin: outbox, search error text", "ops", admin("outboxitem", {"q": "lifecyclestage"}, "integrations")),
+            ("admin: outbox, search rare error", "ops", admin("outboxitem", {"q": "scopes"}, "integrations")),
             ("admin: outbox change form", "ops", change("outboxitem", item.pk, "integrations")),
             ("admin: record links", "ops", admin("recordlink", app="integrations")),
             ("admin: links, search e-mail", "ops", admin("recordlink", {"q": email}, "integrations")),
