@@ -17,6 +17,7 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from integrations.models import CLAIMABLE_STATES, OutboxItem, OutboxKind, OutboxState
+from integrations.sync.sql import read_in_index_order
 
 # Longer than one flush step (a batch call within the HTTP timeout and limiter waits), short
 # enough that work of a killed worker is picked up again within two minutes (with the sweep).
@@ -46,11 +47,12 @@ def claim(
     now = timezone.now()
     with transaction.atomic():
         due = _due(connection_id, kinds, now)
-        ids = list(
-            due.order_by("next_attempt_at", "id")
-            .select_for_update(skip_locked=True)
-            .values_list("id", flat=True)[:limit]
-        )
+        with read_in_index_order():  # along outbox_due_idx, whatever the statistics say
+            ids = list(
+                due.order_by("next_attempt_at", "id")
+                .select_for_update(skip_locked=True)
+                .values_list("id", flat=True)[:limit]
+            )
         if not ids:
             return []
         OutboxItem.objects.filter(id__any=ids).update(

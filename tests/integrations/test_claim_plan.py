@@ -10,23 +10,43 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection as db
+from django.db import transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from crmsync.models import Prospect
-from integrations.models import Connection, OutboxKind
+from integrations.models import Connection, OutboxItem, OutboxKind
 from integrations.sync import claim as claiming
 from integrations.sync.outbox import enqueue_prospects
-from integrations.sync.sql import ANALYZE_AFTER_ROWS, analyze_after_bulk_write, worth_analyzing
+from integrations.sync.sql import ANALYZE_AFTER_ROWS, analyze_after_bulk_write, read_in_index_order, worth_analyzing
 
 pytestmark = pytest.mark.skipif(db.vendor != "postgresql", reason="plans and ANALYZE are PostgreSQL's")
 
 
 def _claim_plan(connection: Connection) -> str:
+    """The plan of the claim's query, planned as claim() plans it."""
     due = claiming._due(connection.pk, [OutboxKind.PERSON], timezone.now())
     sql, params = due.order_by("next_attempt_at", "id").values_list("id", flat=True)[:100].query.sql_with_params()
-    with db.cursor() as cursor:
+    with transaction.atomic(), read_in_index_order(), db.cursor() as cursor:
         cursor.execute("EXPLAIN " + sql + " FOR UPDATE SKIP LOCKED", params)
         return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def _bloat_the_due_index(account, rows: int) -> None:
+    """Rows that went through the due index and left it (done), as a busy outbox's are until
+    autovacuum: their dead entries make the due index bigger than the connection's other indexes."""
+    other = Connection.objects.create(account=account, provider="close", access_token="x")
+    prospect = Prospect.objects.create(account=account, email="bloat@example.com")
+    with db.cursor() as cursor:
+        cursor.execute(
+            """INSERT INTO integrations_outboxitem (connection_id, prospect_id, kind, dedupe_key, payload, state,
+                   attempts, next_attempt_at, last_error, last_error_kind, hold_reason, claimed_by, created_at,
+                   updated_at, result)
+               SELECT %s, %s, 'activity', 'activity:' || g, '{}', 'pending', 0, now(), '', '', '', '', now(), now(), ''
+               FROM generate_series(1, %s) g""",
+            [other.pk, prospect.pk, rows],
+        )
+    OutboxItem.objects.filter(connection=other).update(state="done")
 
 
 def _queue_new_connection(account, *, analyze: bool) -> Connection:
@@ -62,6 +82,32 @@ def test_even_with_stale_statistics_the_claim_walks_the_due_index(account):
     plan = _claim_plan(connection)
     assert "outbox_due_idx" in plan, plan
     assert "Sort" not in plan, plan
+
+
+def test_a_due_index_full_of_dead_entries_does_not_turn_the_claim_into_a_sort(account, make_account):
+    """Stale statistics plus a bloated due index: every index of the connection looks about as good
+    for the one row the planner expects, and the smallest wins unless sorting is ruled out."""
+    _bloat_the_due_index(make_account("Busy Co"), 30_000)
+    connection = _queue_new_connection(account, analyze=False)
+    plan = _claim_plan(connection)
+    assert "outbox_due_idx" in plan, plan
+    assert "Sort" not in plan, plan
+
+
+def test_the_claim_plans_its_select_without_a_sort_and_leaves_the_setting_as_it_was(account):
+    connection = _queue_new_connection(account, analyze=False)
+    with transaction.atomic(), CaptureQueriesContext(db) as captured:
+        claimed = claiming.claim(connection.pk, "worker-1", 10)
+        with db.cursor() as cursor:
+            cursor.execute("SHOW enable_sort")
+            after = cursor.fetchone()[0]
+    statements = [query["sql"] for query in captured.captured_queries]
+    select = next(i for i, sql in enumerate(statements) if "FOR UPDATE SKIP LOCKED" in sql)
+
+    assert len(claimed) == 10
+    assert statements[select - 1] == "SET LOCAL enable_sort = off"
+    assert statements[select + 1] == "RESET enable_sort"
+    assert after == "on"
 
 
 def test_a_large_enqueue_refreshes_the_statistics(account):
