@@ -15,6 +15,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from crmsync.ingest_sql import upsert_rows
+from crmsync.lookups import in_account_unindexed
 from crmsync.models import Event
 from scoring.engine import BandSpec, RuleSpec, ScoredEvent, compute_score, format_contributors, grade_for
 from scoring.models import GradeBand, GradeChange, ProspectScore, ScoringRule
@@ -121,9 +122,9 @@ def _events_by_prospect(account_id: int, ids: list[int], types: set[str]) -> dic
     grouped: dict[int, list[ScoredEvent]] = defaultdict(list)
     if not types:
         return grouped
-    rows = Event.objects.filter(account_id=account_id, prospect_id__in=ids, type__in=types).values_list(
-        "prospect_id", "type", "occurred_at", "data"
-    )
+    # The account per row: the prospects' own index whatever the statistics know of the account.
+    events = in_account_unindexed(Event.objects.filter(prospect_id__in=ids, type__in=types), account_id)
+    rows = events.values_list("prospect_id", "type", "occurred_at", "data")
     for prospect_id, type_, occurred_at, data in rows:
         grouped[prospect_id].append(ScoredEvent(type_, occurred_at, data if isinstance(data, dict) else {}))
     return grouped

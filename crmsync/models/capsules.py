@@ -113,7 +113,13 @@ class Event(models.Model):
     data = models.JSONField(default=dict, blank=True, help_text="The type's own fields (text, seconds, value…).")
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["account", "external_id"], name="event_unique_external_id")]
+        # The event id first: ingest asks "which of these 500 ids are stored?" with the account as a
+        # per-row check (crmsync.ingest_sql.find_existing), so each id is one probe of this index even
+        # when the statistics do not know the account yet. Led by the account, the index offered the
+        # planner a scan of all the account's events for that question, which it took for a new
+        # account (expected to have one row): a nested loop over every event of the account for each
+        # of the 500 ids, per request. ON CONFLICT (account, external_id) finds it in either order.
+        constraints = [models.UniqueConstraint(fields=["external_id", "account"], name="event_unique_external_id")]
         indexes = [
             models.Index(fields=["prospect", "occurred_at"], name="event_prospect_time_idx"),
             models.Index(fields=["account", "-received_at"], name="event_recent_idx"),

@@ -25,6 +25,7 @@ from django.db.models import BigIntegerField, Exists, IntegerField, OuterRef, Q,
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce
 
+from crmsync.lookups import in_account_unindexed
 from crmsync.models import Event, Visitor
 from scoring.engine import ScoredEvent, compute_score
 from scoring.models import ProspectScore
@@ -87,11 +88,8 @@ def _event_seconds(event: Event) -> int:
 
 def _visitors_identified_at(account_id: int, prospect_ids: list[int], now: datetime) -> set[str]:
     # The ingest stamps a visitor it identifies with the same time as the events it stores.
-    return set(
-        Visitor.objects.filter(account_id=account_id, prospect_id__in=prospect_ids, identified_at=now).values_list(
-            "visitor_id", flat=True
-        )
-    )
+    visitors = Visitor.objects.filter(prospect_id__in=prospect_ids, identified_at=now)
+    return set(in_account_unindexed(visitors, account_id).values_list("visitor_id", flat=True))
 
 
 def _seconds(
@@ -100,7 +98,7 @@ def _seconds(
     """Time spent per prospect before this ingest, and in the events stitched to it by this ingest."""
     seconds = Cast(KeyTextTransform("seconds", "data"), IntegerField())
     rows = (
-        Event.objects.filter(account_id=account_id, prospect_id__in=prospect_ids, type="time_spent")
+        in_account_unindexed(Event.objects.filter(prospect_id__in=prospect_ids, type="time_spent"), account_id)
         .exclude(pk__in=new_ids)
         .values("prospect_id")
     )
@@ -122,7 +120,9 @@ def _scores(
     grouped: dict[int, list[ScoredEvent]] = defaultdict(list)
     if inputs.event_types:
         rows = (
-            Event.objects.filter(account_id=account_id, prospect_id__in=prospect_ids, type__in=inputs.event_types)
+            in_account_unindexed(
+                Event.objects.filter(prospect_id__in=prospect_ids, type__in=inputs.event_types), account_id
+            )
             .exclude(pk__in=new_ids)
             .exclude(visitor_id__in=stitched)
             .values_list("prospect_id", "type", "occurred_at", "data")
@@ -140,7 +140,9 @@ def _first_views(account_id: int, view_ids: list[int]) -> set[int]:
         return set()
     capsule = Coalesce("capsule_id", 0, output_field=BigIntegerField())  # views without a capsule group together
     earlier = (
-        Event.objects.filter(account_id=account_id, prospect_id=OuterRef("prospect_id"), type="capsule_viewed")
+        in_account_unindexed(
+            Event.objects.filter(prospect_id=OuterRef("prospect_id"), type="capsule_viewed"), account_id
+        )
         .annotate(capsule_key=capsule)
         .filter(capsule_key=OuterRef("capsule_key"))
         .filter(
