@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from django.db import connection
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 
 @dataclass(frozen=True)
@@ -51,13 +52,25 @@ def maintenance_due(table: TableStats, limits: Thresholds) -> str | None:
     return None
 
 
+# Autovacuum runs only with both on: track_counts gives it the changed rows it decides by.
+AUTOVACUUM_SETTINGS = ("autovacuum", "track_counts")
+
+
+def autovacuum_settings(db: BaseDatabaseWrapper = connection) -> dict[str, str]:
+    """SHOW's answer for each of ``AUTOVACUUM_SETTINGS`` on a PostgreSQL connection."""
+    values = {}
+    with db.cursor() as cursor:
+        for name in AUTOVACUUM_SETTINGS:
+            cursor.execute(f"SHOW {name}")
+            values[name] = cursor.fetchone()[0]
+    return values
+
+
 def server_vacuums_itself() -> bool:
-    """True unless this is a PostgreSQL server with ``autovacuum = off`` (SQLite has no such work)."""
+    """True unless this is a PostgreSQL server without a working autovacuum (SQLite has no such work)."""
     if connection.vendor != "postgresql":
         return True
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW autovacuum")
-        return cursor.fetchone()[0] == "on"
+    return all(value == "on" for value in autovacuum_settings().values())
 
 
 def _thresholds() -> Thresholds:

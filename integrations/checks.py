@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.core import checks
 from django.db import DatabaseError, connections
 
+from crmsync.maintenance import autovacuum_settings
 from integrations.fields import CredentialDecryptionError
 
 
@@ -29,7 +30,7 @@ def credentials_decrypt(app_configs, **kwargs) -> list[checks.CheckMessage]:
     return []
 
 
-# PostgreSQL settings the service relies on, with what goes wrong without each.
+# What goes wrong without each of crmsync.maintenance.AUTOVACUUM_SETTINGS.
 MAINTENANCE_SETTINGS = {
     "autovacuum": "finished outbox rows and replaced prospect versions are never cleaned up, so the "
     "outbox's indexes fill with dead entries (the admin's queue counts went from 3 ms to 200 ms of "
@@ -63,12 +64,8 @@ def postgresql_maintains_its_tables(app_configs, databases=None, **kwargs) -> li
         connection = connections[alias]
         if connection.vendor != "postgresql":
             continue
-        values = {}
         try:
-            with connection.cursor() as cursor:
-                for name in MAINTENANCE_SETTINGS:
-                    cursor.execute(f"SHOW {name}")
-                    values[name] = cursor.fetchone()[0]
+            values = autovacuum_settings(connection)
         except DatabaseError:
             continue  # not reachable: Django's own database checks say so
         messages += maintenance_warnings(alias, values)

@@ -86,4 +86,4 @@ def test_the_start_up_check_reads_the_servers_own_settings():
     expected = maintenance_warnings("default", {"autovacuum": autovacuum, "track_counts": track_counts})
 
     assert postgresql_maintains_its_tables(None, databases=["default"]) == expected
-    assert server_vacuums_itself() == (autovacuum == "on")
+    assert server_vacuums_itself() == (autovacuum == "on" and track_counts == "on")
